@@ -1,0 +1,127 @@
+"""What the actions share: the business database, the handoff payload, service metadata."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions import prompts
+from hotline_domain.business import BusinessDb
+from hotline_domain.identity import mask_id, mask_phone, redact
+
+log = logging.getLogger("hotline.actions")
+
+# which human agent queue (service domain) an intent belongs to
+QUEUES = {
+    "social_insurance": (
+        "query_pension_contribution query_pension_payment pension_certification retirement_age insurance_transfer "
+        "unemployment_benefit work_injury flexible_employment_insurance contribution_certificate"
+    ),
+    "card": "card_loss_report card_application card_progress card_activation electronic_card",
+    "employment": "job_search unemployment_registration vocational_training entrepreneurship_support career_guidance",
+    "talent": "talent_policy professional_title skill_certificate personnel_archive",
+    "arbitration": "wage_arrears labor_arbitration arbitration_progress labor_contract",
+}
+QUEUE_OF = {intent: queue for queue, intents in QUEUES.items() for intent in intents.split()}
+
+SERVICE_NAMES = {
+    "query_pension_contribution": "养老保险缴费查询",
+    "query_pension_payment": "养老金发放查询",
+    "card_loss_report": "社保卡挂失",
+    "card_progress": "社保卡办理进度查询",
+    "skill_certificate": "技能证书查询",
+    "arbitration_progress": "仲裁案件进度查询",
+}
+SERVICES = tuple(SERVICE_NAMES)  # intents that need identity verification
+
+# slots whose values are never sent out unmasked
+_SECRET_SLOTS = {"service_password"}
+_MASKERS = {"id_number": mask_id, "phone": mask_phone}
+
+
+@lru_cache(maxsize=1)
+def business_db() -> BusinessDb:
+    """One database handle per action server process (the engine pools connections)."""
+    return BusinessDb()
+
+
+def last_topic(tracker: Tracker) -> str | None:
+    """The latest intent that names a service domain, to pick the human agent queue."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            name = (event.get("parse_data") or {}).get("intent", {}).get("name")
+            if name in QUEUE_OF:
+                return name
+    return None
+
+
+def masked_slots(tracker: Tracker) -> dict[str, Any]:
+    """Filled slots as a human agent may see them: secrets dropped, numbers masked."""
+    shown: dict[str, Any] = {}
+    for name, value in tracker.current_slot_values().items():
+        if value in (None, [], "") or name in _SECRET_SLOTS or name == "requested_slot":
+            continue
+        shown[name] = _MASKERS[name](str(value)) if name in _MASKERS else value
+    return shown
+
+
+REASONS = {
+    "caller_request": "来电人要求转人工",
+    "not_understood": "连续两次未能理解来电人",
+    "verification_failed": "身份验证三次失败",
+    "complaint": "来电人投诉",
+    "urgent_wage_arrears": "疑似紧急欠薪维权",
+    "elderly_caller": "六十五岁以上老人，按适老化规则优先人工",
+    "backend_error": "业务系统故障",
+    "keypad_zero": "来电人按零转人工",
+}
+
+
+def handoff(
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    reason: str,
+    *,
+    text: str | None = prompts.HANDOFF,
+) -> list[EventType]:
+    """End the bot's turn with a handoff payload the gateway acts on, and close any open form."""
+    topic = tracker.get_slot("service") or last_topic(tracker)
+    id_number = tracker.get_slot("id_number")
+    verified = bool(tracker.get_slot("verified"))
+    last_text = redact(tracker.latest_message.get("text") or "")
+    summary = f"{REASONS.get(reason, reason)}；业务：{SERVICE_NAMES.get(topic or '', topic or '未明确')}；最后一句：{last_text[:60]}"
+    payload = {
+        "handoff": {
+            "reason": reason,
+            "queue": QUEUE_OF.get(topic or "", "general"),
+            "identity": {"id_number": mask_id(id_number) if id_number else None, "verified": verified},
+            "slots": masked_slots(tracker),
+            "summary": summary,
+        }
+    }
+    if text:
+        dispatcher.utter_message(text=text)
+    dispatcher.utter_message(json_message=payload)
+    log.info("handoff reason=%s queue=%s", reason, payload["handoff"]["queue"])
+    return [ActiveLoop(None), SlotSet("requested_slot", None)]
+
+
+def anything_else(dispatcher: CollectingDispatcher) -> None:
+    dispatcher.utter_message(response="utter_anything_else")
+
+
+def latest_intent(tracker: Tracker) -> str | None:
+    return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def keyed_digits(tracker: Tracker) -> str | None:
+    """Digits keyed in on the phone: the gateway sends them as /inform{"digits": "..."}; None for speech."""
+    for entity in tracker.latest_message.get("entities") or []:
+        if entity.get("entity") == "digits":
+            return str(entity.get("value") or "").strip().rstrip("#")
+    return None
