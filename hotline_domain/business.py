@@ -50,8 +50,14 @@ class BusinessDb:
     def __init__(self, url: str | None = None, *, seed: bool = True) -> None:
         self.url = url or database_url()
         if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(self.url, future=True, pool_pre_ping=True)
+            try:
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(f"cannot create the database folder: {exc.strerror}") from exc
+        try:
+            self.engine: Engine = create_engine(self.url, future=True, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise BackendError(f"cannot use database URL: {type(exc).__name__}") from exc
         if seed:
             self.ensure_seeded()
 
@@ -112,9 +118,7 @@ class BusinessDb:
 
     def active_card(self, id_number: str) -> dict[str, Any] | None:
         t = schema.cards
-        rows = self._all(
-            select(t).where(t.c.id_number == id_number, t.c.status.in_(("active", "not_activated")))
-        )
+        rows = self._all(select(t).where(t.c.id_number == id_number, t.c.status.in_(("active", "not_activated"))))
         return rows[0] if rows else None
 
     def report_card_loss(self, id_number: str, lapse_on: date, *, channel: str = "12333电话") -> LossReport:
@@ -140,7 +144,9 @@ class BusinessDb:
                         channel=channel,
                     )
                 )
-                conn.execute(update(schema.cards).where(schema.cards.c.card_no == card["card_no"]).values(status="lost"))
+                conn.execute(
+                    update(schema.cards).where(schema.cards.c.card_no == card["card_no"]).values(status="lost")
+                )
         except SQLAlchemyError as exc:
             raise BackendError(f"card loss report failed: {type(exc).__name__}") from exc
         return LossReport(reference=reference, card_no=card["card_no"], lapse_on=lapse_on)

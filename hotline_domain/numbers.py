@@ -9,16 +9,36 @@ from __future__ import annotations
 import re
 
 DIGIT_CHARS: dict[str, str] = {
-    "零": "0", "〇": "0", "洞": "0", "○": "0", "Ｏ": "0",
-    "一": "1", "幺": "1", "妖": "1", "腰": "1", "壹": "1",
-    "二": "2", "两": "2", "俩": "2", "贰": "2",
-    "三": "3", "叁": "3",
-    "四": "4", "肆": "4",
-    "五": "5", "伍": "5",
-    "六": "6", "陆": "6",
-    "七": "7", "拐": "7", "柒": "7",
-    "八": "8", "捌": "8",
-    "九": "9", "勾": "9", "玖": "9",
+    "零": "0",
+    "〇": "0",
+    "洞": "0",
+    "○": "0",
+    "Ｏ": "0",
+    "一": "1",
+    "幺": "1",
+    "妖": "1",
+    "腰": "1",
+    "壹": "1",
+    "二": "2",
+    "两": "2",
+    "俩": "2",
+    "贰": "2",
+    "三": "3",
+    "叁": "3",
+    "四": "4",
+    "肆": "4",
+    "五": "5",
+    "伍": "5",
+    "六": "6",
+    "陆": "6",
+    "七": "7",
+    "拐": "7",
+    "柒": "7",
+    "八": "8",
+    "捌": "8",
+    "九": "9",
+    "勾": "9",
+    "玖": "9",
 }
 DIGIT_CHARS.update({chr(ord("０") + i): str(i) for i in range(10)})
 DIGIT_CHARS.update({str(i): str(i) for i in range(10)})
@@ -110,9 +130,9 @@ def to_arabic(text: str, *, min_run: int = 3) -> str:
             if word in "幺洞拐勾妖腰俩":  # code words are for digit strings, not quantities
                 return word
             return digits_of(word)
-        if len(word) == 2 and follower.startswith("年"):  # 七零年 (a year), but not 两三年 (a span)
-            if word[0] in "零〇洞五六七八九" and word[1] in DIGIT_CHARS:
-                return digits_of(word)
+        # 七零年 is a year, but 两三年 is a span
+        if len(word) == 2 and follower.startswith("年") and word[0] in "零〇洞五六七八九" and word[1] in DIGIT_CHARS:
+            return digits_of(word)
         return word
 
     return _QUANTITY.sub(quantity, text)

@@ -22,10 +22,23 @@ SEED = 12333
 CITIZEN_COUNT = 1200
 
 REGION_CODES = {
-    "北京": "110105", "上海": "310104", "广州": "440106", "深圳": "440304", "成都": "510107",
-    "武汉": "420106", "杭州": "330106", "南京": "320106", "西安": "610113", "重庆": "500103",
+    "北京": "110105",
+    "上海": "310104",
+    "广州": "440106",
+    "深圳": "440304",
+    "成都": "510107",
+    "武汉": "420106",
+    "杭州": "330106",
+    "南京": "320106",
+    "西安": "610113",
+    "重庆": "500103",
 }
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+_BANKS = ("工商银行", "建设银行", "农业银行", "中国银行")
+_FIRM_NAMES = ("宏达", "鑫源", "华兴", "远航", "金桥")
+_TRADES = ("建筑", "物流", "餐饮", "电子")
+_EMPLOYER_NAMES = ("恒信", "安达", "新希望", "明远", "瑞丰", "众诚")
+_EMPLOYER_KINDS = ("服务", "科技", "实业", "物业", "餐饮")
 _GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超霞平刚桂兰华红玉建国文斌宇浩凯鹏飞婷雪梅林海波辉晨阳"
 
 
@@ -45,9 +58,15 @@ def make_id(region: str, born: date, sequence: int) -> str:
 
 DEMO_CALLERS = (
     DemoCaller("张伟", make_id("110105", date(1968, 5, 12), 123), "135790", "北京 男 在职 缴费三十多年 社保卡正常"),
-    DemoCaller("李秀英", make_id("310104", date(1958, 3, 8), 242), "246802", "上海 女 已退休 六十五岁以上 本月养老金待发"),
-    DemoCaller("王芳", make_id("440106", date(1985, 9, 20), 366), "112233", "广州 女 补卡已制好待领 仲裁案2025-118待开庭"),
-    DemoCaller("刘强", make_id("440304", date(1990, 11, 2), 471), "778899", "深圳 男 仲裁案2024-123已裁决 焊工三级证书"),
+    DemoCaller(
+        "李秀英", make_id("310104", date(1958, 3, 8), 242), "246802", "上海 女 已退休 六十五岁以上 本月养老金待发"
+    ),
+    DemoCaller(
+        "王芳", make_id("440106", date(1985, 9, 20), 366), "112233", "广州 女 补卡已制好待领 仲裁案2025-118待开庭"
+    ),
+    DemoCaller(
+        "刘强", make_id("440304", date(1990, 11, 2), 471), "778899", "深圳 男 仲裁案2024-123已裁决 焊工三级证书"
+    ),
     DemoCaller("陈静", make_id("510107", date(1975, 1, 15), 582), "101010", "成都 女 工人 新卡制作中未激活"),
 )
 
@@ -122,7 +141,9 @@ def seed_rows(today: date | None = None) -> list[tuple[Table, list[dict[str, Any
     ]
 
 
-def _person(rng: random.Random, name: str, id_number: str, born: date, gender: str, city: str, job_type: str) -> dict[str, Any]:
+def _person(
+    rng: random.Random, name: str, id_number: str, born: date, gender: str, city: str, job_type: str
+) -> dict[str, Any]:
     return {
         "id_number": id_number,
         "name": name,
@@ -151,8 +172,14 @@ def _contributions(rng: random.Random, p: dict[str, Any], today: date) -> list[d
         months = 12 if rng.random() > 0.12 else rng.randrange(3, 12)
         base = round(1200 * 1.07 ** (year - 1992) * rng.uniform(0.8, 1.6), -1)
         rows.append(
-            {"id_number": p["id_number"], "year": year, "months": months, "base": base,
-             "personal_amount": round(base * 0.08 * months, 2), "city": p["city"]}
+            {
+                "id_number": p["id_number"],
+                "year": year,
+                "months": months,
+                "base": base,
+                "personal_amount": round(base * 0.08 * months, 2),
+                "city": p["city"],
+            }
         )
     return rows
 
@@ -164,9 +191,14 @@ def _payments(rng: random.Random, p: dict[str, Any], today: date, *, pending_lat
         month = _months_back(today, n)
         pending = n == 0 and (pending_latest or today.day < 15)
         rows.append(
-            {"id_number": p["id_number"], "month": month, "amount": amount, "status": "pending" if pending else "paid",
-             "paid_on": None if pending else date(int(month[:4]), int(month[5:]), 15),
-             "note": "每月十五日前后发放" if pending else None}
+            {
+                "id_number": p["id_number"],
+                "month": month,
+                "amount": amount,
+                "status": "pending" if pending else "paid",
+                "paid_on": None if pending else date(int(month[:4]), int(month[5:]), 15),
+                "note": "每月十五日前后发放" if pending else None,
+            }
         )
     return rows
 
@@ -175,9 +207,12 @@ def _card_order(rng: random.Random, p: dict[str, Any], today: date, status: str 
     status = status or rng.choice(("accepted", "producing", "ready", "collected"))
     applied = today - timedelta(days=rng.randrange(5, 40))
     return {
-        "id_number": p["id_number"], "kind": rng.choice(("new", "replacement")), "status": status,
-        "applied_on": applied, "ready_on": applied + timedelta(days=20) if status in ("ready", "collected") else None,
-        "pickup_place": f"{p['city']}市{rng.choice(('工商银行', '建设银行', '农业银行', '中国银行'))}{rng.choice('东西南北中')}区支行",
+        "id_number": p["id_number"],
+        "kind": rng.choice(("new", "replacement")),
+        "status": status,
+        "applied_on": applied,
+        "ready_on": applied + timedelta(days=20) if status in ("ready", "collected") else None,
+        "pickup_place": f"{p['city']}市{rng.choice(_BANKS)}{rng.choice('东西南北中')}区支行",
     }
 
 
@@ -186,31 +221,49 @@ def _case(rng: random.Random, p: dict[str, Any], today: date, index: int) -> dic
     number, status = fixed.get(p["name"], (f"{rng.choice((2024, 2025))}-{200 + index}", None))
     status = status or rng.choice(("accepted", "hearing_scheduled", "mediating", "awarded", "closed"))
     return {
-        "case_number": number, "id_number": p["id_number"],
-        "respondent": f"{p['city']}{rng.choice(('宏达', '鑫源', '华兴', '远航', '金桥'))}{rng.choice(('建筑', '物流', '餐饮', '电子'))}有限公司",
+        "case_number": number,
+        "id_number": p["id_number"],
+        "respondent": f"{p['city']}{rng.choice(_FIRM_NAMES)}{rng.choice(_TRADES)}有限公司",
         "commission": f"{p['city']}市劳动人事争议仲裁委员会",
-        "filed_on": today - timedelta(days=rng.randrange(20, 200)), "status": status,
+        "filed_on": today - timedelta(days=rng.randrange(20, 200)),
+        "status": status,
         "hearing_on": today + timedelta(days=rng.randrange(3, 30)) if status == "hearing_scheduled" else None,
     }
 
 
 def _certificate(rng: random.Random, p: dict[str, Any], index: int) -> dict[str, Any]:
-    title = "焊工" if p["name"] == "刘强" else rng.choice(("电工", "焊工", "育婴员", "中式烹调师", "保育员", "电子商务师"))
+    title = (
+        "焊工" if p["name"] == "刘强" else rng.choice(("电工", "焊工", "育婴员", "中式烹调师", "保育员", "电子商务师"))
+    )
     level = "三级" if p["name"] == "刘强" else rng.choice(("五级", "四级", "三级", "二级"))
     return {
-        "certificate_no": f"S{p['id_number'][:6]}{index:06d}{rng.randrange(1000):03d}", "id_number": p["id_number"],
-        "title": title, "level": level, "issued_on": date(rng.randrange(2015, 2026), rng.randrange(1, 13), 1),
+        "certificate_no": f"S{p['id_number'][:6]}{index:06d}{rng.randrange(1000):03d}",
+        "id_number": p["id_number"],
+        "title": title,
+        "level": level,
+        "issued_on": date(rng.randrange(2015, 2026), rng.randrange(1, 13), 1),
         "issuer": f"{p['city']}市职业技能鉴定中心",
     }
 
 
 _JOB_TITLES = {
-    "司机": ("货车司机", "网约车司机", "公交驾驶员"), "电工": ("维修电工", "物业电工"), "焊工": ("电焊工", "氩弧焊工"),
-    "厨师": ("中餐厨师", "面点师"), "保安": ("小区保安", "商场安保员"), "保洁": ("写字楼保洁", "家政保洁员"),
-    "服务员": ("餐厅服务员", "酒店客房服务员"), "销售": ("门店导购", "销售代表"), "普工": ("电子厂普工", "包装操作工"),
-    "快递员": ("快递派送员", "外卖骑手"), "会计": ("出纳", "主办会计"), "客服": ("电话客服", "在线客服"),
-    "仓管": ("仓库管理员", "理货员"), "护工": ("养老护理员", "育婴师"), "程序员": ("Java开发工程师", "测试工程师"),
-    "文员": ("行政文员", "前台接待"), "教师": ("培训讲师", "幼儿园老师"),
+    "司机": ("货车司机", "网约车司机", "公交驾驶员"),
+    "电工": ("维修电工", "物业电工"),
+    "焊工": ("电焊工", "氩弧焊工"),
+    "厨师": ("中餐厨师", "面点师"),
+    "保安": ("小区保安", "商场安保员"),
+    "保洁": ("写字楼保洁", "家政保洁员"),
+    "服务员": ("餐厅服务员", "酒店客房服务员"),
+    "销售": ("门店导购", "销售代表"),
+    "普工": ("电子厂普工", "包装操作工"),
+    "快递员": ("快递派送员", "外卖骑手"),
+    "会计": ("出纳", "主办会计"),
+    "客服": ("电话客服", "在线客服"),
+    "仓管": ("仓库管理员", "理货员"),
+    "护工": ("养老护理员", "育婴师"),
+    "程序员": ("Java开发工程师", "测试工程师"),
+    "文员": ("行政文员", "前台接待"),
+    "教师": ("培训讲师", "幼儿园老师"),
 }
 
 
@@ -221,10 +274,15 @@ def _jobs(rng: random.Random, today: date) -> list[dict[str, Any]]:
             for _ in range(rng.randrange(1, 4)):
                 low = rng.randrange(30, 90) * 100
                 rows.append(
-                    {"city": city, "category": category, "title": rng.choice(titles),
-                     "employer": f"{city}{rng.choice(('恒信', '安达', '新希望', '明远', '瑞丰', '众诚'))}{rng.choice(('服务', '科技', '实业', '物业', '餐饮'))}公司",
-                     "district": rng.choice(("东城区", "西区", "高新区", "开发区", "南区", "城北")),
-                     "salary_min": low, "salary_max": low + rng.randrange(10, 40) * 100,
-                     "posted_on": today - timedelta(days=rng.randrange(0, 20))}
+                    {
+                        "city": city,
+                        "category": category,
+                        "title": rng.choice(titles),
+                        "employer": f"{city}{rng.choice(_EMPLOYER_NAMES)}{rng.choice(_EMPLOYER_KINDS)}公司",
+                        "district": rng.choice(("东城区", "西区", "高新区", "开发区", "南区", "城北")),
+                        "salary_min": low,
+                        "salary_max": low + rng.randrange(10, 40) * 100,
+                        "posted_on": today - timedelta(days=rng.randrange(0, 20)),
+                    }
                 )
     return rows

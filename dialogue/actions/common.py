@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 from typing import Any
 
+import redis
 from rasa_sdk import Tracker
 from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import prompts
+from hotline_domain.answers import yes_no
 from hotline_domain.business import BusinessDb
 from hotline_domain.identity import mask_id, mask_phone, redact
+from hotline_domain.keypad import take_secret_digits
 
 log = logging.getLogger("hotline.actions")
 
@@ -94,7 +98,8 @@ def handoff(
     id_number = tracker.get_slot("id_number")
     verified = bool(tracker.get_slot("verified"))
     last_text = redact(tracker.latest_message.get("text") or "")
-    summary = f"{REASONS.get(reason, reason)}；业务：{SERVICE_NAMES.get(topic or '', topic or '未明确')}；最后一句：{last_text[:60]}"
+    service = SERVICE_NAMES.get(topic or "", topic or "未明确")
+    summary = f"{REASONS.get(reason, reason)}；业务：{service}；最后一句：{last_text[:60]}"
     payload = {
         "handoff": {
             "reason": reason,
@@ -115,13 +120,51 @@ def anything_else(dispatcher: CollectingDispatcher) -> None:
     dispatcher.utter_message(response="utter_anything_else")
 
 
+# intents that are never an answer to a form's yes/no question when the model is sure of them
+_NOT_AN_ANSWER = {"stop", "request_human", "complain", "goodbye", "repeat"}
+
+
+def yes_no_answer(tracker: Tracker, slot: str) -> dict[str, Any]:
+    """Fill the yes/no `slot` the form asked for from the caller's words (extract_<slot> in form validation)."""
+    if tracker.get_slot("requested_slot") != slot:
+        return {}
+    intent = tracker.latest_message.get("intent") or {}
+    if intent.get("name") in _NOT_AN_ANSWER and float(intent.get("confidence") or 0) >= 0.7:
+        return {}
+    answer = yes_no(tracker.latest_message.get("text") or "", slot)
+    return {} if answer is None else {slot: answer}
+
+
 def latest_intent(tracker: Tracker) -> str | None:
     return (tracker.latest_message.get("intent") or {}).get("name")
 
 
+@lru_cache(maxsize=1)
+def keypad_store() -> redis.Redis:
+    """The Redis that holds secret keypad input (the same one as Rasa's tracker store)."""
+    return redis.Redis(
+        host=os.environ.get("REDIS_HOST", "127.0.0.1"),
+        port=int(os.environ.get("REDIS_PORT", "6379")),
+        db=int(os.environ.get("REDIS_DB", "0")),
+        password=os.environ.get("REDIS_PASSWORD") or None,
+        socket_timeout=2,
+    )
+
+
 def keyed_digits(tracker: Tracker) -> str | None:
-    """Digits keyed in on the phone: the gateway sends them as /inform{"digits": "..."}; None for speech."""
+    """Digits keyed in on the phone, or None when the caller spoke.
+
+    The gateway sends /inform{"digits": "..."}, or /inform{"digits_ref": "..."} for secret input, whose digits
+    wait in Redis for one read. An unknown or expired reference gives "".
+    """
     for entity in tracker.latest_message.get("entities") or []:
         if entity.get("entity") == "digits":
             return str(entity.get("value") or "").strip().rstrip("#")
+        if entity.get("entity") == "digits_ref":
+            try:
+                value = take_secret_digits(keypad_store(), str(entity.get("value")))
+            except redis.RedisError:
+                log.warning("secret keypad input could not be read from Redis")
+                value = None
+            return (value or "").strip().rstrip("#")
     return None

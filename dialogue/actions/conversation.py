@@ -14,8 +14,18 @@ from actions.asks import QUESTIONS, ask
 from actions.common import anything_else, handoff, keyed_digits, latest_intent
 
 _FORM_SLOTS = (
-    "birth_year", "birth_month", "gender", "job_type", "insured_one_year", "involuntary",
-    "registered_unemployed", "city", "job_category", "confirm", "case_number", "elder_offer",
+    "birth_year",
+    "birth_month",
+    "gender",
+    "job_type",
+    "insured_one_year",
+    "involuntary",
+    "registered_unemployed",
+    "city",
+    "job_category",
+    "confirm",
+    "case_number",
+    "elder_offer",
 )
 
 
@@ -25,6 +35,16 @@ def _has_entity(tracker: Tracker, name: str) -> bool:
 
 def _in_form(tracker: Tracker) -> bool:
     return bool(tracker.active_loop.get("name"))
+
+
+def keep_form_open(tracker: Tracker) -> list[EventType]:
+    """After a turn handled outside the open form (repeat, re-ask): hand the next answer back to the form.
+
+    The form rejected this turn, and Rasa keeps a rejected form out of the next prediction until the form runs
+    again; re-stating the active loop clears that, so the caller's next answer goes to the form.
+    """
+    name = tracker.active_loop.get("name")
+    return [ActiveLoop(name)] if name else []
 
 
 def last_bot_turn(tracker: Tracker) -> list[dict]:
@@ -83,7 +103,7 @@ class ActionRepeat(Action):
         said = [e["text"] for e in last_bot_turn(tracker) if e.get("text")]
         for text in said or [prompts.HOW_CAN_I_HELP]:
             dispatcher.utter_message(text=text)
-        return []
+        return keep_form_open(tracker)
 
 
 class ActionCancel(Action):
@@ -106,7 +126,9 @@ class ActionFallback(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         user_turns = [e for e in tracker.events if e.get("event") == "user"]
-        previous = (user_turns[-2].get("parse_data") or {}).get("intent", {}).get("name") if len(user_turns) > 1 else None
+        previous = (
+            (user_turns[-2].get("parse_data") or {}).get("intent", {}).get("name") if len(user_turns) > 1 else None
+        )
         if previous == "nlu_fallback":
             return handoff(dispatcher, tracker, "not_understood", text=prompts.STILL_NOT_UNDERSTOOD)
         if _in_form(tracker):
@@ -114,7 +136,7 @@ class ActionFallback(Action):
             ask_again(dispatcher, tracker, domain)
         else:
             dispatcher.utter_message(text=prompts.NOT_UNDERSTOOD)
-        return []
+        return keep_form_open(tracker)
 
 
 class ActionReask(Action):
@@ -128,7 +150,7 @@ class ActionReask(Action):
             return handoff(dispatcher, tracker, "keypad_zero")
         dispatcher.utter_message(text=prompts.NOT_AN_ANSWER + "这个回答我没法用。")
         ask_again(dispatcher, tracker, domain)
-        return []
+        return keep_form_open(tracker)
 
 
 _OPEN_QUESTION = re.compile(r"还有其他问题吗|请问有什么可以帮您|请问您要办理什么业务")

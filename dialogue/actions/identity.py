@@ -16,7 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import prompts
-from actions.common import SERVICES, business_db, keyed_digits, log
+from actions.common import SERVICES, business_db, keyed_digits, log, yes_no_answer
 from hotline_domain.business import BackendError
 from hotline_domain.identity import IdNumber, IdNumberError
 from hotline_domain.numbers import digits_of
@@ -56,7 +56,7 @@ class ValidateIdentityForm(FormValidationAction):
     ) -> list[str]:
         if tracker.get_slot("identity_failed"):
             return []
-        slots = list(domain_slots)
+        slots = ["id_number", "service_password"]
         if tracker.get_slot("verified") and _is_elder(tracker.get_slot("id_number")):
             slots.append("elder_offer")
         if tracker.get_slot("elder_offer"):
@@ -68,7 +68,9 @@ class ValidateIdentityForm(FormValidationAction):
             slots.append("confirm")
         return slots
 
-    def extract_id_number(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+    def extract_id_number(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         if tracker.get_slot("requested_slot") != "id_number":
             return {}
         keyed = keyed_digits(tracker)
@@ -90,6 +92,14 @@ class ValidateIdentityForm(FormValidationAction):
             dispatcher.utter_message(text=prompts.KEYPAD_PASSWORD)
             return {"service_password": None}
         return {}
+
+    def extract_confirm(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        return yes_no_answer(tracker, "confirm")
+
+    def extract_elder_offer(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        return yes_no_answer(tracker, "elder_offer")
 
     def validate_id_number(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -28,8 +29,7 @@ def _contribution(db: BusinessDb, id_number: str, tracker: Tracker) -> str:
     years, months = divmod(s["months"], 12)
     total = f"{years}年" + (f"零{months}个月" if months else "")
     text = (
-        f"您从{s['first_year']}年开始参保，到{s['last_year']}年累计缴费{total}，"
-        f"个人账户累计记入{s['balance']:.0f}元。"
+        f"您从{s['first_year']}年开始参保，到{s['last_year']}年累计缴费{total}，个人账户累计记入{s['balance']:.0f}元。"
     )
     if s["gap_years"]:
         text += f"其中有{len(s['gap_years'])}年没有缴满十二个月。"
@@ -132,11 +132,15 @@ class ActionRunService(Action):
         service = tracker.get_slot("service")
         if service == "backend_error":
             dispatcher.utter_message(text=prompts.BACKEND_ERROR)
-            return handoff(dispatcher, tracker, "backend_error") + [SlotSet("service", None), SlotSet("identity_failed", False)]
+            return [
+                *handoff(dispatcher, tracker, "backend_error"),
+                SlotSet("service", None),
+                SlotSet("identity_failed", False),
+            ]
         if tracker.get_slot("identity_failed") or not tracker.get_slot("verified"):
             return handoff(dispatcher, tracker, "verification_failed")
         if tracker.get_slot("elder_offer"):
-            return handoff(dispatcher, tracker, "elderly_caller") + [SlotSet("elder_offer", False)]
+            return [*handoff(dispatcher, tracker, "elderly_caller"), SlotSet("elder_offer", False)]
         id_number = tracker.get_slot("id_number")
         try:
             if service == "card_loss_report":

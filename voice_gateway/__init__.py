@@ -1,0 +1,1 @@
+"""The hotline's voice gateway and its `hotline` command."""

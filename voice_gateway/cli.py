@@ -1,0 +1,234 @@
+"""`hotline`: start, train, talk to and test the 12333 voice agent.
+
+Run it through ./hotline, which sets up both Python environments first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import redis
+
+from hotline_domain.keypad import keypad_message, put_secret_digits
+from voice_gateway.config import Settings
+from voice_gateway.procs import Stack, StartError, http_ok
+from voice_gateway.rasa_client import DialogueError, RasaClient
+from voice_gateway.rasa_env import RasaEnv, RasaEnvError
+
+
+def say(message: str) -> None:
+    print(f"\033[1m[hotline]\033[0m {message}", file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    rasa = RasaEnv(Settings())
+    say("training the dialogue model (progress below)")
+    started = time.monotonic()
+    model = rasa.train(force=args.force)
+    say(f"model ready: {model} ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = Settings()
+    rasa = RasaEnv(settings)
+    model = rasa.latest_model() if args.no_train else None
+    if model is None:
+        say("no model for the current training data yet: training first")
+        model = rasa.train()
+    from hotline_domain.business import BusinessDb, database_url
+
+    BusinessDb(settings.db_url or database_url())  # creates and seeds the business database on first run
+    stack = Stack(settings, rasa_port=args.rasa_port, actions_port=args.actions_port)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # explicit: a background job may start with SIGINT ignored
+    try:
+        stack.start(model, on_start=lambda name: say(f"starting {name} ..."))
+    except StartError as exc:
+        say(str(exc))
+        return 1
+    say(f"Redis:         {stack.redis_url}{'' if settings.redis_url else ' (local, stops with the hotline)'}")
+    say(f"Action server: {settings.action_server_url}")
+    say(f"Rasa server:   {stack.rasa_url}  (REST channel: {stack.rasa_url}/webhooks/rest/webhook)")
+    say(f"logs in {settings.var_dir / 'log'}; talk to it with: ./hotline chat    (Ctrl-C stops everything)")
+    try:
+        while not stopping:
+            dead = [p.name for p in stack.processes if not p.alive()]
+            if dead:
+                say(f"{', '.join(dead)} stopped unexpectedly; stopping the hotline")
+                return 1
+            time.sleep(0.5)
+    finally:
+        say("stopping ...")
+        stack.stop()
+        say("stopped")
+    return 0
+
+
+def _runtime(settings: Settings) -> dict:
+    try:
+        return json.loads((settings.var_dir / "run" / "hotline.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+async def _chat(url: str, sender: str, redis_url: str | None) -> int:
+    print("12333 智能客服 (text). Type what a caller would say; ':keys 123456#' sends keypad digits; ':quit' ends.")
+    secret_next = False
+    async with RasaClient(url) as client:
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "来电人> ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            line = line.strip()
+            if line in (":quit", ":q"):
+                return 0
+            message = line
+            if line.startswith(":keys"):
+                digits = line[5:].strip()
+                if secret_next and redis_url:
+                    message = keypad_message(ref=put_secret_digits(redis.Redis.from_url(redis_url), digits))
+                else:
+                    message = keypad_message(digits)
+            try:
+                turn = await client.send(sender, message)
+            except DialogueError as exc:
+                print(f"  !! {exc}")
+                continue
+            for text in turn.texts:
+                print(f"客服> {text}")
+            for payload in turn.payloads:
+                print(f"  [{', '.join(payload)}] {json.dumps(payload, ensure_ascii=False)}")
+            collect = turn.payload("collect_digits") or {}
+            secret_next = bool(collect.get("secret"))
+            if turn.payload("hangup") or turn.payload("handoff"):
+                print("  (the call would now be " + ("handed to a person)" if turn.payload("handoff") else "ended)"))
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = Settings()
+    runtime = _runtime(settings)
+    url = args.url or runtime.get("rasa_url") or settings.rasa_url
+    if not http_ok(f"{url}/status"):
+        say(f"no Rasa server answers at {url}: start the hotline first with ./hotline up")
+        return 1
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    redis_url = settings.redis_url or runtime.get("redis_url")
+    return asyncio.run(_chat(url, args.sender or f"chat-{uuid.uuid4().hex[:8]}", redis_url))
+
+
+async def _parse_with_server(url: str, lines: list[str]) -> None:
+    from hotline_domain.nlu import parse_result
+
+    async with RasaClient(url) as client:
+        for text in lines:
+            parsed = await client.parse(text) if text.strip() else {}
+            print(json.dumps(parse_result(text, parsed), ensure_ascii=False), flush=True)
+
+
+def cmd_nlu_parse(args: argparse.Namespace) -> int:
+    settings = Settings()
+    url = args.url or _runtime(settings).get("rasa_url") or settings.rasa_url
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    if not args.offline and http_ok(f"{url}/status"):
+        lines = [line.rstrip("\n") for line in sys.stdin]
+        asyncio.run(_parse_with_server(url, lines))
+        return 0
+    rasa = RasaEnv(settings)
+    model = rasa.latest_model()
+    if model is None:
+        say("no trained model and no running server: training one first")
+        model = rasa.train(quiet=True)
+    script = settings.dialogue_dir / "scripts" / "parse_lines.py"
+    return rasa.run([rasa.python, str(script), str(model)], stdin=sys.stdin, stderr=subprocess.DEVNULL).returncode
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    settings = Settings()
+    rasa = RasaEnv(settings)
+    say("making sure a model for the current training data exists (training takes about 3 minutes)")
+    model = rasa.train(quiet=True)
+    say(f"model: {model.name}")
+    env = dict(os.environ, HOTLINE_MODEL=str(model))
+    pytest = [sys.executable, "-m", "pytest", *args.pytest_args]
+    return subprocess.run(pytest, cwd=settings.root, env=env).returncode
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from hotline_domain.business import BusinessDb
+    from hotline_domain.seed import DEMO_CALLERS
+
+    db = BusinessDb(Settings().db_url)
+    say(f"business database ready at {db.url}")
+    if args.demo:
+        for caller in DEMO_CALLERS:
+            print(f"{caller.name}\t{caller.id_number}\t{caller.password}\t{caller.note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start Redis (unless REDIS_URL), the action server and the Rasa server")
+    up.add_argument("--rasa-port", type=int, default=int(os.environ.get("HOTLINE_RASA_PORT", 5005)))
+    up.add_argument("--actions-port", type=int, default=int(os.environ.get("HOTLINE_ACTIONS_PORT", 5055)))
+    up.add_argument("--no-train", action="store_true", help="use the newest model even if the data changed")
+    up.set_defaults(func=cmd_up)
+
+    train = sub.add_parser("train", help="train the dialogue model into models/")
+    train.add_argument("--force", action="store_true", help="train even if a model for this data exists")
+    train.set_defaults(func=cmd_train)
+
+    chat = sub.add_parser("chat", help="talk to the running bot in text")
+    chat.add_argument("--url", help="Rasa server (default: RASA_URL or http://127.0.0.1:5005)")
+    chat.add_argument("--sender", help="conversation id (default: a new one)")
+    chat.set_defaults(func=cmd_chat)
+
+    nlu = sub.add_parser("nlu", help="NLU tools for trainers").add_subparsers(dest="nlu_command", required=True)
+    parse = nlu.add_parser("parse", help="utterances on stdin, one JSON object per line on stdout")
+    parse.add_argument("--url", help="Rasa server to ask (default: RASA_URL); without one the latest model is loaded")
+    parse.add_argument("--offline", action="store_true", help="always load the model, even if a server answers")
+    parse.set_defaults(func=cmd_nlu_parse)
+
+    test = sub.add_parser("test", help="run the whole test suite (extra arguments go to pytest)")
+    test.set_defaults(func=cmd_test)
+
+    db = sub.add_parser("db", help="create and seed the business database")
+    db.add_argument("--demo", action="store_true", help="list the demo callers and their service passwords")
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "test":
+        args.pytest_args = extra
+    elif extra:
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args)
+    except RasaEnvError as exc:
+        say(str(exc))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

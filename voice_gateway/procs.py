@@ -1,0 +1,247 @@
+"""Child processes the hotline runs: a local Redis, the Rasa server, the action server.
+
+`Stack` starts them in order, waits until each answers, and stops them in reverse order. `hotline up` and
+the test suite use the same code, so what the tests run is what an operator runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voice_gateway.config import Settings
+from voice_gateway.rasa_env import RasaEnv
+
+
+class StartError(RuntimeError):
+    """A child process did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with a log file and a readiness check."""
+
+    name: str
+    args: list[str]
+    ready: Callable[[], bool]
+    log_path: Path
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    start_timeout: float = 120.0
+    port: int | None = None  # refused if something already listens there
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        if self.port is not None and port_open("127.0.0.1", self.port):
+            raise StartError(f"{self.name}: port {self.port} is already in use (is another hotline running?)")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child for its lifetime
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
+        )
+        log.close()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StartError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n{self.tail()}")
+            if self.ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise StartError(f"{self.name} did not become ready within {self.start_timeout:.0f} s; see {self.log_path}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def redis_process(settings: Settings, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """A throwaway local redis-server on a free loopback port: no persistence, gone when stopped."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StartError("redis-server not found: install it (apt-get install redis-server) or set REDIS_URL")
+    port = port or free_port()
+    proc = ManagedProcess(
+        name="redis",
+        args=[
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        ready=lambda: port_open("127.0.0.1", port),
+        log_path=settings.var_dir / "log" / "redis.log",
+        start_timeout=15,
+        port=port,
+    )
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def action_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int) -> ManagedProcess:
+    env = rasa.environ(redis_url)
+    return ManagedProcess(
+        name="actions",
+        args=[rasa.rasa, "run", "actions", "--actions", "actions", "-p", str(port)],
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/health"),
+        log_path=settings.var_dir / "log" / "actions.log",
+        cwd=settings.dialogue_dir,
+        env=env,
+        port=port,
+    )
+
+
+def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int, model: Path) -> ManagedProcess:
+    env = rasa.environ(redis_url)
+    return ManagedProcess(
+        name="rasa",
+        args=[
+            rasa.rasa,
+            "run",
+            "--enable-api",
+            "-i",
+            os.environ.get("HOTLINE_RASA_HOST", "127.0.0.1"),
+            "-p",
+            str(port),
+            "--model",
+            str(model),
+            "--endpoints",
+            "endpoints.yml",
+            "--credentials",
+            "credentials.yml",
+        ],
+        ready=lambda: _rasa_model_loaded(port),
+        log_path=settings.var_dir / "log" / "rasa.log",
+        cwd=settings.dialogue_dir,
+        env=env,
+        start_timeout=180,
+        port=port,
+    )
+
+
+def _rasa_model_loaded(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as response:
+            return b'"model_file"' in response.read() and response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class Stack:
+    """Redis (unless REDIS_URL is given), the action server and the Rasa server, started in that order."""
+
+    settings: Settings
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    processes: list[ManagedProcess] = field(default_factory=list)
+    redis_url: str = ""
+
+    def start(self, model: Path, on_start: Callable[[str], None] = lambda _: None) -> None:
+        """Start everything; on failure stop what was started and raise."""
+        rasa = RasaEnv(self.settings)
+        try:
+            if self.settings.redis_url:
+                self.redis_url = self.settings.redis_url
+            else:
+                redis, self.redis_url = redis_process(self.settings)
+                self._start(redis, on_start)
+            self.settings.action_server_url = f"http://127.0.0.1:{self.actions_port}/webhook"
+            self._start(action_server_process(self.settings, rasa, self.redis_url, self.actions_port), on_start)
+            self._start(rasa_server_process(self.settings, rasa, self.redis_url, self.rasa_port, model), on_start)
+            self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
+            self.runtime_file.write_text(
+                json.dumps({"redis_url": self.redis_url, "rasa_url": self.rasa_url, "pid": os.getpid()})
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, proc: ManagedProcess, on_start: Callable[[str], None]) -> None:
+        on_start(proc.name)
+        proc.start()
+        self.processes.append(proc)
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    def restart(self, name: str) -> None:
+        proc = self.process(name)
+        proc.stop()
+        proc.start()
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        self.runtime_file.unlink(missing_ok=True)
+
+    @property
+    def runtime_file(self) -> Path:
+        """Where a running hotline says how to reach it, for `hotline chat` and friends."""
+        return self.settings.var_dir / "run" / "hotline.json"
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"

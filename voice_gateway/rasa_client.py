@@ -1,0 +1,86 @@
+"""Talking to the Rasa server over HTTP: the REST channel for turns, /model/parse for NLU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from hotline_domain.nlu import MAX_TEXT
+
+
+class DialogueError(RuntimeError):
+    """The dialogue server did not answer usefully."""
+
+
+@dataclass
+class BotTurn:
+    """What the bot said and asked for in one turn: spoken texts and the custom payloads for the gateway."""
+
+    texts: list[str] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_messages(cls, messages: list[dict[str, Any]]) -> BotTurn:
+        turn = cls()
+        for message in messages:
+            if message.get("text"):
+                turn.texts.append(message["text"])
+            if isinstance(message.get("custom"), dict):
+                turn.payloads.append(message["custom"])
+        return turn
+
+    def payload(self, key: str) -> dict[str, Any] | None:
+        return next((p[key] for p in self.payloads if key in p), None)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+class RasaClient:
+    def __init__(self, base_url: str, *, timeout: float = 15.0, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._params = {"token": token} if token else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RasaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self._http().post(f"{self.base_url}{path}", json=body, params=self._params) as response:
+                if response.status != 200:
+                    raise DialogueError(f"{path} answered HTTP {response.status}: {(await response.text())[:200]}")
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DialogueError(f"cannot reach the dialogue server at {self.base_url}: {type(exc).__name__}") from exc
+
+    async def send(self, sender: str, text: str) -> BotTurn:
+        """One caller turn (text, or /inform{"digits": "..."} for keypad input) -> the bot's answer."""
+        messages = await self._post("/webhooks/rest/webhook", {"sender": sender, "message": text[:MAX_TEXT]})
+        return BotTurn.from_messages(messages or [])
+
+    async def parse(self, text: str) -> dict[str, Any]:
+        return await self._post("/model/parse", {"text": text[:MAX_TEXT]})
+
+    async def tracker(self, sender: str) -> dict[str, Any]:
+        try:
+            async with self._http().get(f"{self.base_url}/conversations/{sender}/tracker", params=self._params) as r:
+                return await r.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DialogueError(f"cannot read the tracker: {type(exc).__name__}") from exc
