@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+_CANCEL = re.compile(r"算了|取消|不办了|不问了|不查了|不弄了|别问了|不用办了|不挂了吧")
 _ALWAYS_YES = re.compile(r"没错|没问题|不错|可不是")
 _NO = re.compile(r"不是|不对|没有|没|不用|不要|不需要|不满|不够|不行|不想|别|否|错了|算了|^不")
 _YES = re.compile(r"是|对|有|满|可以|好|行|确认|要|嗯|中|妥|当然|肯定|OK|ok")
@@ -29,17 +30,31 @@ _QUESTION_CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 }
 
 
+def is_cancel(text: str) -> bool:
+    """The caller calls the whole thing off (算了, 不办了): that is not a no to the question."""
+    return bool(_CANCEL.search(text))
+
+
+def question_cue(text: str, question: str | None) -> bool | None:
+    """The answer to `question` when the words say it specifically (办了, 被裁了, 交满了), else None."""
+    if question not in _QUESTION_CUES or is_cancel(text):
+        return None
+    yes, no = _QUESTION_CUES[question]
+    if no.search(text):
+        return False
+    if yes.search(text):
+        return True
+    return None
+
+
 def yes_no(text: str, question: str | None = None) -> bool | None:
     """True, False, or None when `text` does not answer the yes/no question."""
     text = text.strip()
-    if not text:
+    if not text or is_cancel(text):
         return None
-    if question in _QUESTION_CUES:
-        yes, no = _QUESTION_CUES[question]
-        if no.search(text):
-            return False
-        if yes.search(text):
-            return True
+    specific = question_cue(text, question)
+    if specific is not None:
+        return specific
     if _ALWAYS_YES.search(text):
         return True
     if _NO.search(text):

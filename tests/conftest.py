@@ -7,6 +7,7 @@ model for the current data (HOTLINE_MODEL) before pytest starts.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from voice_gateway.config import Settings
 from voice_gateway.procs import Stack, free_port
 from voice_gateway.rasa_client import BotTurn, RasaClient
 from voice_gateway.rasa_env import RasaEnv
+
+
+SESSION_START = time.time()
 
 
 def _require_rasa_env() -> None:
@@ -76,3 +80,26 @@ class Caller:
 async def caller(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
     async with RasaClient(stack.rasa_url, timeout=30) as client:
         yield Caller(client, f"test-{request.node.name}"[:80], stack.redis_url)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what this run measured about understanding (reports/ holds the details)."""
+    import json
+
+    from voice_gateway.config import PROJECT_ROOT
+
+    reports = PROJECT_ROOT / "reports"
+    lines = []
+    cv = reports / "nlu-cross-validation" / "intent_report.json"
+    if cv.exists() and cv.stat().st_mtime >= SESSION_START:
+        data = json.loads(cv.read_text())
+        macro_f1 = data["macro avg"]["f1-score"]
+        lines.append(f"NLU 3-fold cross-validation: accuracy {data['accuracy']:.4f}, macro F1 {macro_f1:.4f}")
+    holdout = reports / "nlu-holdout.json"
+    if holdout.exists() and holdout.stat().st_mtime >= SESSION_START:
+        data = json.loads(holdout.read_text())
+        lines.append(f"held-out callers: intent accuracy {data['accuracy']:.4f} ({len(data['errors'])} errors)")
+    if lines:
+        terminalreporter.write_sep("-", "understanding, as measured by this run")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -163,7 +163,7 @@ def cmd_nlu_parse(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     settings = Settings()
     rasa = RasaEnv(settings)
-    say("making sure a model for the current training data exists (training takes about 3 minutes)")
+    say("making sure a model for the current training data exists (training takes about a minute)")
     model = rasa.train(quiet=True)
     say(f"model: {model.name}")
     env = dict(os.environ, HOTLINE_MODEL=str(model))

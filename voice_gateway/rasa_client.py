@@ -9,6 +9,8 @@ import aiohttp
 
 from hotline_domain.nlu import MAX_TEXT
 
+NOTHING_UNDERSTOOD = "/nlu_fallback"  # what an empty turn means to the dialogue: reprompt, and count it
+
 
 class DialogueError(RuntimeError):
     """The dialogue server did not answer usefully."""
@@ -72,7 +74,8 @@ class RasaClient:
 
     async def send(self, sender: str, text: str) -> BotTurn:
         """One caller turn (text, or /inform{"digits": "..."} for keypad input) -> the bot's answer."""
-        messages = await self._post("/webhooks/rest/webhook", {"sender": sender, "message": text[:MAX_TEXT]})
+        text = text.strip()[:MAX_TEXT] or NOTHING_UNDERSTOOD  # Rasa answers nothing at all to empty text
+        messages = await self._post("/webhooks/rest/webhook", {"sender": sender, "message": text})
         return BotTurn.from_messages(messages or [])
 
     async def parse(self, text: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import prompts
-from hotline_domain.answers import yes_no
+from hotline_domain.answers import question_cue, yes_no
 from hotline_domain.business import BusinessDb
 from hotline_domain.identity import mask_id, mask_phone, redact
 from hotline_domain.keypad import take_secret_digits
@@ -128,10 +128,13 @@ def yes_no_answer(tracker: Tracker, slot: str) -> dict[str, Any]:
     """Fill the yes/no `slot` the form asked for from the caller's words (extract_<slot> in form validation)."""
     if tracker.get_slot("requested_slot") != slot:
         return {}
-    intent = tracker.latest_message.get("intent") or {}
-    if intent.get("name") in _NOT_AN_ANSWER and float(intent.get("confidence") or 0) >= 0.7:
-        return {}
-    answer = yes_no(tracker.latest_message.get("text") or "", slot)
+    text = tracker.latest_message.get("text") or ""
+    answer = question_cue(text, slot)  # words specific to the question beat the intent: 办了 is not 不办了
+    if answer is None:
+        intent = tracker.latest_message.get("intent") or {}
+        if intent.get("name") in _NOT_AN_ANSWER and float(intent.get("confidence") or 0) >= 0.7:
+            return {}
+        answer = yes_no(text, slot)
     return {} if answer is None else {slot: answer}
 
 

@@ -16,7 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import prompts
-from actions.common import SERVICES, business_db, keyed_digits, log, yes_no_answer
+from actions.common import SERVICES, business_db, keyed_digits, latest_intent, log, yes_no_answer
 from hotline_domain.business import BackendError
 from hotline_domain.identity import IdNumber, IdNumberError
 from hotline_domain.numbers import digits_of
@@ -32,12 +32,14 @@ class ActionStartService(Action):
         return "action_start_service"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        intent = latest_intent(tracker)
         service = intent if intent in SERVICES else tracker.get_slot("service")
-        events: list[EventType] = [SlotSet("service", service), SlotSet("confirm", None)]
-        if service != "arbitration_progress" or intent != "arbitration_progress":
-            events.append(SlotSet("case_number", _case_from_message(tracker)))
-        return events
+        # a case number counts only if said with this request, never left over from an earlier one
+        return [
+            SlotSet("service", service),
+            SlotSet("confirm", None),
+            SlotSet("case_number", _case_from_message(tracker)),
+        ]
 
 
 def _case_from_message(tracker: Tracker) -> str | None:

@@ -14,6 +14,7 @@ from tests.conftest import Caller
 from voice_gateway.config import PROJECT_ROOT
 
 ZHANG, LI, WANG, LIU, CHEN = DEMO_CALLERS
+RESPONSES_NOT_UNDERSTOOD = "抱歉，我没有听明白。您可以换个说法，比如查养老金、挂失社保卡、找工作，或者说转人工。"
 RESPONSES = yaml.safe_load((PROJECT_ROOT / "dialogue" / "domain.yml").read_text(encoding="utf-8"))["responses"]
 
 
@@ -24,6 +25,7 @@ def spoken_digits(digits: str) -> str:
 
 
 def response_text(name: str) -> str:
+    """The text of a domain response."""
     return RESPONSES[name][0]["text"]
 
 
@@ -276,15 +278,22 @@ async def test_out_of_scope_redirects_to_the_right_hotline(caller: Caller, text:
     assert hotline in turn.text
 
 
-@pytest.mark.parametrize(
-    "text", ["", "   ", "啊" * 10000, "😀😀😀🎉", "hello can you help me with my account", "asdf qwer zxcv 1234"]
-)
-async def test_bad_input_gets_a_short_reprompt_and_the_call_goes_on(caller: Caller, text: str) -> None:
+@pytest.mark.parametrize("text", ["", "   ", "啊" * 10000, "嗯" * 3000 + "社保卡丢了"])
+async def test_bad_input_gets_a_short_answer_and_the_call_goes_on(caller: Caller, text: str) -> None:
     turn = await caller.say(text)
     assert turn.texts and len(turn.text) < 120
     assert turn.payload("handoff") is None
     turn = await caller.say("你好")
     assert turn.text == response_text("utter_greet")
+
+
+@pytest.mark.parametrize(
+    "text", ["😀😀😀🎉", "hello can you help me with my account", "asdf qwer zxcv 1234", "!!!???", "阿巴阿巴咕噜咕噜"]
+)
+async def test_nonsense_is_not_understood_and_reprompted(caller: Caller, text: str) -> None:
+    turn = await caller.say(text)
+    assert turn.text == RESPONSES_NOT_UNDERSTOOD
+    assert turn.payload("handoff") is None
 
 
 async def test_keypad_zero_reaches_a_person_and_unknown_keys_are_explained(caller: Caller) -> None:
