@@ -21,7 +21,6 @@ from voice_gateway.procs import Stack, free_port
 from voice_gateway.rasa_client import BotTurn, RasaClient
 from voice_gateway.rasa_env import RasaEnv
 
-
 SESSION_START = time.time()
 
 
