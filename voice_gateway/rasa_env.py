@@ -19,6 +19,9 @@ from voice_gateway.config import Settings
 # the entity extractor is not trainable and is imported afresh whenever a model is loaded.
 _MODEL_INPUTS = ("dialogue/domain.yml", "dialogue/config.yml", "dialogue/dictionary", "nlu_data")
 
+# where the project's parts are, for the rasa commands that read them (run from dialogue/)
+PROJECT_ARGS = ("--data", "../nlu_data", "--domain", "domain.yml", "--config", "config.yml")
+
 
 class RasaEnvError(RuntimeError):
     """The Rasa environment is missing or broken."""
@@ -108,12 +111,7 @@ class RasaEnv:
         args = [
             self.rasa,
             "train",
-            "--data",
-            "../nlu_data",
-            "--domain",
-            "domain.yml",
-            "--config",
-            "config.yml",
+            *PROJECT_ARGS,
             "--out",
             str(target.parent),
             "--fixed-model-name",

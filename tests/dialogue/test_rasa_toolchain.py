@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from voice_gateway.config import PROJECT_ROOT
-from voice_gateway.rasa_env import RasaEnv
+from voice_gateway.rasa_env import PROJECT_ARGS, RasaEnv
 
 REPORTS = PROJECT_ROOT / "reports"
 CONTRACT_INTENTS = [
@@ -91,18 +91,7 @@ def test_every_catalogue_intent_has_at_least_30_distinct_examples() -> None:
 
 
 def test_data_validates_without_warnings(rasa_env: RasaEnv) -> None:
-    result = rasa(
-        rasa_env,
-        "data",
-        "validate",
-        "--data",
-        "../nlu_data",
-        "--domain",
-        "domain.yml",
-        "--config",
-        "config.yml",
-        "--fail-on-warnings",
-    )
+    result = rasa(rasa_env, "data", "validate", *PROJECT_ARGS, "--fail-on-warnings")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "UserWarning" not in output, output[-3000:]
