@@ -1,0 +1,178 @@
+"""Turn-taking, driven with plain calls and virtual time."""
+
+from voice_gateway.call import (
+    AskDialogue,
+    CallerHungUp,
+    CallFlow,
+    CallStarted,
+    CallState,
+    DialogueAnswered,
+    DialogueFailed,
+    HandOver,
+    HangUp,
+    KeyPressed,
+    PlaybackFinished,
+    Say,
+    SendKeys,
+    SpeechStarted,
+    StopSpeaking,
+    Tick,
+    UtteranceRecognised,
+)
+from voice_gateway.rasa_client import BotTurn
+
+
+def answered(*texts: str, now: float = 1.0, **payloads) -> DialogueAnswered:  # type: ignore[no-untyped-def]
+    return DialogueAnswered(BotTurn(list(texts), [{k: v} for k, v in payloads.items()]), now)
+
+
+def greeted() -> CallFlow:
+    flow = CallFlow()
+    assert flow.handle(CallStarted(0.0)) == [AskDialogue("/greet")]
+    [say] = flow.handle(answered("您好，请问有什么可以帮您？"))
+    flow.handle(PlaybackFinished(say.utterance, 3.0))
+    assert flow.state is CallState.LISTENING
+    return flow
+
+
+def test_a_turn_goes_listen_think_speak_listen() -> None:
+    flow = greeted()
+    assert flow.handle(SpeechStarted(4.0)) == []
+    assert flow.handle(UtteranceRecognised("新社保卡怎么激活", 0.9, 5.0)) == [AskDialogue("新社保卡怎么激活")]
+    assert flow.state is CallState.THINKING
+    commands = flow.handle(answered("分两步激活。", "还有其他问题吗？", now=5.1))
+    assert [c.text for c in commands] == ["分两步激活。", "还有其他问题吗？"]
+    assert flow.state is CallState.SPEAKING
+    assert flow.handle(PlaybackFinished(commands[0].utterance, 7.0)) == []
+    assert flow.state is CallState.SPEAKING  # the second sentence is still playing
+    flow.handle(PlaybackFinished(commands[1].utterance, 8.0))
+    assert flow.state is CallState.LISTENING
+
+
+def test_barge_in_stops_the_agent_and_the_caller_is_heard() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 4.0))
+    flow.handle(answered("很长的一段回答。"))
+    assert flow.handle(SpeechStarted(5.0)) == [StopSpeaking()]
+    assert flow.state is CallState.INTERRUPTED
+    assert flow.handle(UtteranceRecognised("转人工", 0.9, 6.0)) == [AskDialogue("转人工")]
+
+
+def test_backchannels_and_noise_do_not_take_the_turn() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 4.0))
+    flow.handle(answered("很长的一段回答。"))
+    for word in ("嗯", "对", "好的", "啊", ""):
+        assert flow.handle(UtteranceRecognised(word, 0.9, 5.0)) == []
+    assert flow.state is CallState.SPEAKING
+
+
+def test_a_notice_that_must_be_heard_is_not_interrupted() -> None:
+    flow = CallFlow(recording_notice=True)
+    [notice, ask] = flow.handle(CallStarted(0.0))
+    assert isinstance(notice, Say) and not notice.interruptible and ask == AskDialogue("/greet")
+    assert flow.handle(SpeechStarted(1.0)) == []
+    assert flow.handle(UtteranceRecognised("我要挂失", 0.9, 1.5)) == []
+    assert flow.state is CallState.SPEAKING
+
+
+def test_keypad_password_is_collected_and_sent_as_a_secret() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("挂失社保卡", 0.9, 4.0))
+    collect = {"slot": "service_password", "max_digits": 6, "terminator": "#", "secret": True}
+    [say] = flow.handle(answered("请输入六位服务密码。", collect_digits=collect))
+    flow.handle(PlaybackFinished(say.utterance, 6.0))
+    assert flow.state is CallState.COLLECTING_DIGITS
+    for key in "13579":
+        assert flow.handle(KeyPressed(key, 7.0)) == []
+    assert flow.handle(KeyPressed("0", 7.5)) == [SendKeys("135790", secret=True)]  # six digits: done
+
+
+def test_id_number_with_star_for_x_and_hash_to_finish() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))
+    collect = {"slot": "id_number", "max_digits": 18, "terminator": "#", "star_means": "X"}
+    [say] = flow.handle(answered("请输入身份证号。", collect_digits=collect))
+    commands = [flow.handle(KeyPressed(key, 5.0)) for key in "11010519491231002*"]  # typed over the prompt
+    assert commands[0] == [StopSpeaking()]
+    assert flow.handle(KeyPressed("#", 6.0)) == []  # 18 keys already submitted it
+    assert commands[-1] == [SendKeys("11010519491231002X", secret=False)]
+
+
+def test_digits_are_submitted_after_the_inter_digit_timeout() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))
+    [say] = flow.handle(answered("请输入身份证号。", collect_digits={"max_digits": 18}))
+    flow.handle(PlaybackFinished(say.utterance, 5.0))
+    flow.handle(KeyPressed("1", 6.0))
+    assert flow.handle(Tick(8.0)) == []
+    assert flow.handle(Tick(11.5)) == [SendKeys("1", secret=False)]
+
+
+def test_zero_outside_digit_collection_asks_for_a_person() -> None:
+    flow = greeted()
+    assert flow.handle(KeyPressed("0", 4.0)) == [SendKeys("0", secret=False)]
+
+
+def test_no_input_reprompts_twice_then_hands_over() -> None:
+    flow = greeted()  # listening since t=3
+    reprompts = []
+    now = 3.0
+    for _ in range(3):
+        now += 8.5
+        commands = flow.handle(Tick(now))
+        reprompts.append(commands)
+        for c in commands:
+            if isinstance(c, Say):
+                flow.handle(PlaybackFinished(c.utterance, now + 1))
+                now += 1
+    assert [len(r) for r in reprompts[:2]] == [1, 1] and "您还在吗" in reprompts[0][0].text
+    assert isinstance(reprompts[2][-1], HandOver) and reprompts[2][-1].payload == {"reason": "no_input"}
+    assert flow.state is CallState.ON_HOLD
+
+
+def test_no_input_can_end_the_call_instead() -> None:
+    flow = greeted()
+    flow.hand_over_on_no_input = False
+    flow.timing.no_input_reprompts = 0
+    [say] = flow.handle(Tick(12.0))
+    assert flow.handle(PlaybackFinished(say.utterance, 14.0)) == [HangUp("no_input")]
+    assert flow.state is CallState.ENDED
+
+
+def test_handoff_puts_the_call_on_hold_and_the_bot_stops() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("转人工", 0.9, 4.0))
+    commands = flow.handle(answered("正在为您转接人工客服。", handoff={"reason": "caller_request", "queue": "general"}))
+    assert isinstance(commands[0], Say) and commands[1] == HandOver({"reason": "caller_request", "queue": "general"})
+    assert flow.state is CallState.ON_HOLD
+    assert flow.handle(UtteranceRecognised("喂？", 0.9, 6.0)) == []
+    assert flow.handle(Tick(60.0)) == []
+
+
+def test_goodbye_hangs_up_after_the_last_words() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("没有了再见", 0.9, 4.0))
+    [say] = flow.handle(answered("感谢您的来电，再见。", hangup={"reason": "caller_done"}))
+    assert flow.handle(PlaybackFinished(say.utterance, 6.0)) == [HangUp("caller_done")]
+    assert flow.handle(UtteranceRecognised("喂", 0.9, 7.0)) == []
+
+
+def test_dialogue_failure_apologises_and_hands_over() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查养老金", 0.9, 4.0))
+    [say, hand_over] = flow.handle(DialogueFailed("timeout", 5.0))
+    assert "抱歉" in say.text and hand_over == HandOver({"reason": "dialogue_unavailable"})
+
+
+def test_the_call_ends_after_the_maximum_length() -> None:
+    flow = greeted()
+    flow.timing.max_call_s = 60
+    [say] = flow.handle(Tick(61.0))
+    assert flow.handle(PlaybackFinished(say.utterance, 65.0)) == [HangUp("max_call_length")]
+
+
+def test_nothing_happens_after_the_caller_hangs_up() -> None:
+    flow = greeted()
+    flow.handle(CallerHungUp(4.0))
+    assert flow.handle(UtteranceRecognised("你好", 0.9, 5.0)) == [] and flow.state is CallState.ENDED
