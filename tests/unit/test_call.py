@@ -92,7 +92,7 @@ def test_id_number_with_star_for_x_and_hash_to_finish() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))
     collect = {"slot": "id_number", "max_digits": 18, "terminator": "#", "star_means": "X"}
-    [say] = flow.handle(answered("请输入身份证号。", collect_digits=collect))
+    flow.handle(answered("请输入身份证号。", collect_digits=collect))
     commands = [flow.handle(KeyPressed(key, 5.0)) for key in "11010519491231002*"]  # typed over the prompt
     assert commands[0] == [StopSpeaking()]
     assert flow.handle(KeyPressed("#", 6.0)) == []  # 18 keys already submitted it
