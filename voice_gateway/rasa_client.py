@@ -81,9 +81,11 @@ class RasaClient:
     async def parse(self, text: str) -> dict[str, Any]:
         return await self._post("/model/parse", {"text": text[:MAX_TEXT]})
 
-    async def tracker(self, sender: str) -> dict[str, Any]:
+    async def tracker(self, sender: str, *, events: bool = True) -> dict[str, Any]:
+        """The conversation state; `events=False` leaves out the event history (smaller, for the latest intent)."""
         try:
-            async with self._http().get(f"{self.base_url}/conversations/{sender}/tracker", params=self._params) as r:
+            params = {**self._params, "include_events": "ALL" if events else "NONE"}
+            async with self._http().get(f"{self.base_url}/conversations/{sender}/tracker", params=params) as r:
                 return await r.json()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DialogueError(f"cannot read the tracker: {type(exc).__name__}") from exc

@@ -10,7 +10,6 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import prompts
-from actions.asks import QUESTIONS, ask
 from actions.common import anything_else, handoff, keyed_digits, latest_intent
 
 _FORM_SLOTS = (
@@ -38,10 +37,11 @@ def _in_form(tracker: Tracker) -> bool:
 
 
 def keep_form_open(tracker: Tracker) -> list[EventType]:
-    """After a turn handled outside the open form (repeat, re-ask): hand the next answer back to the form.
+    """After a turn handled outside the open form (repeat, re-ask): go back to the form.
 
-    The form rejected this turn, and Rasa keeps a rejected form out of the next prediction until the form runs
-    again; re-stating the active loop clears that, so the caller's next answer goes to the form.
+    The form rejected this turn, and Rasa keeps a rejected form out of predictions until it runs again.
+    Re-stating the active loop clears that: Rasa runs the form right after this action, and the form asks
+    its question again. So these actions never ask the question themselves.
     """
     name = tracker.active_loop.get("name")
     return [ActiveLoop(name)] if name else []
@@ -60,15 +60,6 @@ def last_bot_turn(tracker: Tracker) -> list[dict]:
         elif kind == "bot" and users_seen == 1:
             turn.append(event)
     return list(reversed(turn))
-
-
-def ask_again(dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> None:
-    """Repeat the open form's current question."""
-    slot = tracker.get_slot("requested_slot")
-    if slot == "confirm":
-        dispatcher.utter_message(text="确认的话请说确认，不办了请说取消。")
-    elif slot in QUESTIONS:
-        ask(dispatcher, tracker, slot)
 
 
 class ActionUrgencyCheck(Action):
@@ -101,7 +92,11 @@ class ActionRepeat(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         said = [e["text"] for e in last_bot_turn(tracker) if e.get("text")]
-        for text in said or [prompts.HOW_CAN_I_HELP]:
+        if _in_form(tracker):
+            said = said[:-1]  # the last was the form's question, which the form asks again
+        elif not said:
+            said = [prompts.HOW_CAN_I_HELP]
+        for text in said:
             dispatcher.utter_message(text=text)
         return keep_form_open(tracker)
 
@@ -133,7 +128,6 @@ class ActionFallback(Action):
             return handoff(dispatcher, tracker, "not_understood", text=prompts.STILL_NOT_UNDERSTOOD)
         if _in_form(tracker):
             dispatcher.utter_message(text=prompts.NOT_AN_ANSWER + "我没有听清楚。")
-            ask_again(dispatcher, tracker, domain)
         else:
             dispatcher.utter_message(text=prompts.NOT_UNDERSTOOD)
         return keep_form_open(tracker)
@@ -149,7 +143,8 @@ class ActionReask(Action):
         if keyed_digits(tracker) == "0":
             return handoff(dispatcher, tracker, "keypad_zero")
         dispatcher.utter_message(text=prompts.NOT_AN_ANSWER + "这个回答我没法用。")
-        ask_again(dispatcher, tracker, domain)
+        if tracker.get_slot("requested_slot") == "confirm":
+            dispatcher.utter_message(text="确认的话请说确认，不办了请说取消。")
         return keep_form_open(tracker)
 
 

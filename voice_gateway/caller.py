@@ -1,0 +1,274 @@
+"""A simulated caller: dials the gateway like Twilio does, speaks WAV files, keys digits, listens, reports.
+
+The line is continuous, as on a real phone: silence frames flow whenever the caller is not speaking. A turn is a
+WAV file (spoken after the agent has finished, or over it with `barge_in`) or keypad digits. Timings are
+measured at the caller's end: turn gap = end of caller speech to the first agent audio back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+import wave
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from voice_gateway.audio import FRAME_MS, frame_bytes, frames, resample, rms_dbfs, ulaw_decode, ulaw_encode
+
+RATE = 8000
+AGENT_DONE_SILENCE_S = 0.9  # no agent audio for this long: the agent has finished its turn
+FRAME = frame_bytes(RATE)
+SILENCE = b"\x00" * FRAME
+
+
+@dataclass
+class Turn:
+    wav: str | None = None
+    keys: str | None = None
+    barge_in: bool = False  # start speaking this long after the agent starts its answer (seconds), not after it ends
+    barge_in_after_s: float = 1.0
+    wait_s: float | None = None  # say nothing for this long, listening
+
+
+@dataclass
+class TurnReport:
+    said: str
+    turn_gap_ms: float | None = None
+    barge_in_stop_ms: float | None = None
+    agent_audio_s: float = 0.0
+    agent_level_dbfs: float | None = None
+    recognised: str | None = None
+    confidence: float | None = None
+    intent: str | None = None
+    bot: str | None = None
+
+
+@dataclass
+class CallReport:
+    call_id: str
+    greeting_s: float = 0.0
+    turns: list[TurnReport] = field(default_factory=list)
+    ended_by: str = ""
+    heard_wav: str | None = None
+
+
+def read_wav(path: Path) -> bytes:
+    """A caller WAV as 8 kHz 16-bit mono PCM."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: 16-bit PCM WAV expected")
+        pcm = w.readframes(w.getnframes())
+        if w.getnchannels() == 2:
+            pcm = np.frombuffer(pcm, "<i2").reshape(-1, 2).mean(axis=1).astype("<i2").tobytes()
+        return resample(pcm, w.getframerate(), RATE)
+
+
+class SimulatedCaller:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.call_sid = "CA" + uuid.uuid4().hex[:30]
+        self.stream_sid = "MZ" + uuid.uuid4().hex[:30]
+        self.heard = bytearray()
+        self._speech: asyncio.Queue[bytes] = asyncio.Queue()
+        self._last_agent_audio = 0.0
+        self._turn_ended_at: float | None = None  # end of the caller's last turn
+        self._first_audio_at: float | None = None  # first agent audio after it
+        self._clear_at: float | None = None
+        self._closed = asyncio.Event()
+        self.close_reason = ""
+
+    async def run(self, turns: list[Turn], *, max_wait_s: float = 30.0) -> CallReport:
+        report = CallReport(call_id=f"twilio-{self.call_sid[:40]}")
+        async with connect(self.url, max_size=2**20) as ws:
+            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "streamSid": self.stream_sid,
+                        "start": {
+                            "streamSid": self.stream_sid,
+                            "callSid": self.call_sid,
+                            "tracks": ["inbound"],
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
+                        },
+                    }
+                )
+            )
+            tasks = [asyncio.create_task(self._receive(ws)), asyncio.create_task(self._microphone(ws))]
+            try:
+                started = time.monotonic()
+                await self._agent_turn(max_wait_s)
+                report.greeting_s = round(time.monotonic() - started, 3)
+                for turn in turns:
+                    if self._closed.is_set():
+                        break
+                    report.turns.append(await self._caller_turn(ws, turn, max_wait_s))
+                if not self._closed.is_set():
+                    await ws.send(
+                        json.dumps({"event": "stop", "streamSid": self.stream_sid, "stop": {"callSid": self.call_sid}})
+                    )
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        report.ended_by = self.close_reason or "caller"
+        return report
+
+    async def _caller_turn(self, ws: Any, turn: Turn, max_wait_s: float) -> TurnReport:
+        if turn.wait_s is not None:
+            heard_from = len(self.heard)
+            await asyncio.sleep(turn.wait_s)
+            answer = bytes(self.heard[heard_from:])
+            return TurnReport(said=f"[沉默 {turn.wait_s:g} 秒]", agent_audio_s=round(len(answer) / 2 / RATE, 2))
+        if turn.keys:
+            report = TurnReport(said=f"[按键 {turn.keys}]")
+            for key in turn.keys:
+                await ws.send(
+                    json.dumps(
+                        {
+                            "event": "dtmf",
+                            "streamSid": self.stream_sid,
+                            "dtmf": {"track": "inbound_track", "digit": key},
+                        }
+                    )
+                )
+                await asyncio.sleep(0.15)
+            ended = time.monotonic()
+        else:
+            pcm = read_wav(Path(turn.wav or ""))
+            report = TurnReport(said=Path(turn.wav or "").name)
+            if turn.barge_in:
+                await self._wait_agent_speaking(max_wait_s)
+                await asyncio.sleep(turn.barge_in_after_s)
+                self._clear_at = None
+                speech_start = time.monotonic()
+            for frame in frames(pcm, RATE):
+                await self._speech.put(frame)
+            await self._speech.join()
+            ended = time.monotonic()
+            if turn.barge_in and self._clear_at is not None:
+                report.barge_in_stop_ms = round((self._clear_at - speech_start) * 1000, 1)
+        self._turn_ended_at, self._first_audio_at = ended, None
+        heard_from = len(self.heard)
+        await self._agent_turn(max_wait_s, since=ended)
+        if self._first_audio_at is not None:
+            report.turn_gap_ms = round((self._first_audio_at - ended) * 1000, 1)
+        answer = bytes(self.heard[heard_from:])
+        report.agent_audio_s = round(len(answer) / 2 / RATE, 2)
+        report.agent_level_dbfs = round(rms_dbfs(answer), 1) if answer else None
+        return report
+
+    async def _wait_agent_speaking(self, max_wait_s: float) -> None:
+        deadline = time.monotonic() + max_wait_s
+        while time.monotonic() - self._last_agent_audio > 0.1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def _agent_turn(self, max_wait_s: float, since: float | None = None) -> None:
+        """Wait until the agent has spoken and then gone quiet (or the call ended)."""
+        since = since or time.monotonic()
+        deadline = since + max_wait_s
+        while time.monotonic() < deadline and not self._closed.is_set():
+            spoke = self._last_agent_audio > since
+            if spoke and time.monotonic() - self._last_agent_audio > AGENT_DONE_SILENCE_S:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _microphone(self, ws: Any) -> None:
+        """A continuous line: caller speech when there is some, silence otherwise, one frame every 20 ms."""
+        next_at = time.monotonic()
+        while True:
+            try:
+                frame = self._speech.get_nowait()
+                self._speech.task_done()
+            except asyncio.QueueEmpty:
+                frame = SILENCE
+            payload = base64.b64encode(ulaw_encode(frame)).decode()
+            await ws.send(json.dumps({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}}))
+            next_at += FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def _receive(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("event") == "media":
+                    pcm = ulaw_decode(base64.b64decode(message["media"]["payload"]))
+                    now = time.monotonic()
+                    self.heard.extend(pcm)
+                    if rms_dbfs(pcm) > -60:
+                        self._last_agent_audio = now
+                        if self._turn_ended_at is not None and self._first_audio_at is None:
+                            self._first_audio_at = now
+                elif message.get("event") == "clear":
+                    self._clear_at = time.monotonic()
+        except ConnectionClosed as exc:
+            self.close_reason = (exc.rcvd.reason if exc.rcvd else "") or "closed"
+        finally:
+            self._closed.set()
+            self.close_reason = self.close_reason or (ws.close_reason or "closed")
+
+    def save_heard(self, path: Path) -> None:
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(bytes(self.heard))
+
+
+def report_json(report: CallReport) -> str:
+    return json.dumps(asdict(report), ensure_ascii=False, indent=1)
+
+
+def parse_turns(items: list[str]) -> list[Turn]:
+    """`hotline call` arguments: FILE.wav, keys:135790#, barge:FILE.wav, wait:SECONDS."""
+    turns = []
+    for item in items:
+        if item.startswith("keys:"):
+            turns.append(Turn(keys=item[5:]))
+        elif item.startswith("wait:"):
+            turns.append(Turn(wait_s=float(item[5:])))
+        elif item.startswith("barge:"):
+            turns.append(Turn(wav=item[6:], barge_in=True))
+        else:
+            turns.append(Turn(wav=item))
+    return turns
+
+
+async def call_and_report(
+    url: str, token: str | None, items: list[str], redis_url: str | None, save: str | None = None
+) -> dict[str, Any]:
+    """Place one call and report it, joining what the gateway recorded (recognised text, intent, answer)."""
+    from redis.asyncio import Redis
+
+    from voice_gateway.records import CallRecords
+
+    caller = SimulatedCaller(f"{url}?token={token}" if token else url)
+    report = await caller.run(parse_turns(items))
+    if save:
+        caller.save_heard(Path(save))
+        report.heard_wav = save
+    if redis_url:
+        redis = Redis.from_url(redis_url)
+        await asyncio.sleep(0.3)  # the last answer's record is written off the critical path
+        records = await CallRecords(redis).turns(report.call_id)
+        await redis.aclose()
+        heard = [r for r in records if r.get("kind") == "heard"]
+        answers = {r["seq"]: r for r in records if r.get("kind") == "answer" and r.get("after") == "speech"}
+        spoken = [t for t in report.turns if not t.said.startswith("[")]
+        for turn, record in zip(spoken, heard, strict=False):
+            turn.recognised, turn.confidence = record.get("caller"), record.get("confidence")
+            answer = answers.get(record["seq"]) or {}
+            turn.intent, turn.bot = answer.get("intent"), answer.get("bot")
+        key_answers = [r for r in records if r.get("kind") == "answer" and r.get("after") == "keys"]
+        for turn, record in zip([t for t in report.turns if t.said.startswith("[按键")], key_answers, strict=False):
+            turn.intent, turn.bot = record.get("intent"), record.get("bot")
+    return asdict(report)

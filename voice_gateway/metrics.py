@@ -1,0 +1,19 @@
+"""Prometheus metrics of the gateway (served at /metrics)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+ACTIVE_CALLS = Gauge("hotline_active_calls", "Calls in progress")
+CALLS = Counter("hotline_calls_total", "Calls accepted", ["transport"])
+REFUSED = Counter("hotline_connections_refused_total", "Connections refused", ["reason"])
+DROPPED_FRAMES = Counter("hotline_dropped_frames_total", "Caller audio frames dropped because a call flooded")
+STAGE = Histogram("hotline_stage_seconds", "Per-turn stage latency", ["stage"], buckets=_LATENCY_BUCKETS)
+TURN_GAP = Histogram(
+    "hotline_turn_gap_seconds", "End of caller speech to first agent audio out", buckets=_LATENCY_BUCKETS
+)
+BARGE_IN = Histogram(
+    "hotline_barge_in_stop_seconds",
+    "Caller speech detected to agent audio stopped",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0),
+)

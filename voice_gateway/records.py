@@ -1,0 +1,74 @@
+"""Call records and the live event stream in Redis, for supervisors, agents and the consoles.
+
+Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason), `hotline:call:<id>:turns` (list of
+JSON turns), `hotline:calls:active` (set), `hotline:handoff` (list: calls waiting for a person, oldest first).
+Every change is also published on the channel `hotline:events`. Caller text is masked before it is stored:
+ID numbers, phone numbers and passwords never reach Redis in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hotline_domain.identity import redact
+
+EVENTS = "hotline:events"
+ACTIVE = "hotline:calls:active"
+HANDOFF_QUEUE = "hotline:handoff"
+RECORD_TTL_S = 7 * 24 * 3600
+
+
+class CallRecords:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def _publish(self, call_id: str, kind: str, data: dict[str, Any]) -> None:
+        await self.redis.publish(EVENTS, json.dumps({"call": call_id, "event": kind, **data}, ensure_ascii=False))
+
+    async def started(self, call_id: str, transport: str) -> None:
+        key = f"hotline:call:{call_id}"
+        await self.redis.hset(key, mapping={"state": "listening", "transport": transport, "started": time.time()})
+        await self.redis.expire(key, RECORD_TTL_S)
+        await self.redis.sadd(ACTIVE, call_id)
+        await self._publish(call_id, "started", {"transport": transport})
+
+    async def state(self, call_id: str, state: str) -> None:
+        await self.redis.hset(f"hotline:call:{call_id}", "state", state)
+        await self._publish(call_id, "state", {"state": state})
+
+    async def turn(self, call_id: str, turn: dict[str, Any]) -> None:
+        """One exchange: caller text (masked), confidence, intent, bot text, stage timings in ms."""
+        clean = {k: redact(v) if isinstance(v, str) else v for k, v in turn.items()}
+        key = f"hotline:call:{call_id}:turns"
+        await self.redis.rpush(key, json.dumps(clean, ensure_ascii=False))
+        await self.redis.expire(key, RECORD_TTL_S)
+        await self._publish(call_id, "turn", clean)
+
+    async def handed_off(self, call_id: str, payload: dict[str, Any]) -> int:
+        """Queue the call for a person; returns its position in the queue (1 = next)."""
+        entry = json.dumps({"call": call_id, "at": time.time(), **payload}, ensure_ascii=False)
+        position = await self.redis.rpush(HANDOFF_QUEUE, entry)
+        await self.redis.hset(f"hotline:call:{call_id}", mapping={"state": "on_hold", "handoff": entry})
+        await self._publish(call_id, "handoff", {"position": position, **payload})
+        return int(position)
+
+    async def ended(self, call_id: str, reason: str) -> None:
+        await self.redis.hset(
+            f"hotline:call:{call_id}", mapping={"state": "ended", "ended": time.time(), "reason": reason}
+        )
+        await self.redis.srem(ACTIVE, call_id)
+        await self._publish(call_id, "ended", {"reason": reason})
+
+    async def turns(self, call_id: str) -> list[dict[str, Any]]:
+        return [json.loads(t) for t in await self.redis.lrange(f"hotline:call:{call_id}:turns", 0, -1)]
+
+    async def record(self, call_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(f"hotline:call:{call_id}")
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }

@@ -1,0 +1,293 @@
+"""One call: the I/O around `CallFlow`. It owns the call's tasks and queues and cancels them all on hang-up.
+
+Transports feed it caller audio (16-bit PCM at the transport's rate, in frames) and key presses, and give it a
+way back (send audio, clear queued audio, hang up). Blocking engines run in worker threads; the event loop only
+moves frames and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hotline_domain.keypad import keypad_message, put_secret_digits_async
+from voice_gateway import metrics
+from voice_gateway.audio import FRAME_MS, frame_bytes, frames
+from voice_gateway.call import (
+    AskDialogue,
+    CallerHungUp,
+    CallFlow,
+    CallStarted,
+    Command,
+    DialogueAnswered,
+    DialogueFailed,
+    Event,
+    HandOver,
+    HangUp,
+    KeyPressed,
+    PlaybackFinished,
+    Say,
+    SendKeys,
+    SpeechStarted,
+    StopSpeaking,
+    Tick,
+    UtteranceRecognised,
+)
+from voice_gateway.engines import SpeechRecognizer, UtteranceRecognizer
+from voice_gateway.rasa_client import DialogueError, RasaClient
+from voice_gateway.records import CallRecords
+from voice_gateway.tts import EspeakSynthesizer
+from voice_gateway.vad import Endpointer
+
+log = logging.getLogger("hotline.call")
+
+INBOUND_QUEUE_FRAMES = 250  # 5 s of caller audio; a peer that floods more loses the oldest frames
+PLAYBACK_LEAD_S = 0.1  # agent audio is sent at most this far ahead of real time, so a barge-in stops it fast
+ASR_BATCH_MS = 100  # audio handed to the recogniser's thread in batches, not frame by frame
+
+
+class CallTransport(Protocol):
+    """What a transport offers the session: a way back to the caller."""
+
+    sample_rate: int
+
+    async def send_audio(self, pcm: bytes) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    async def hang_up(self, reason: str) -> None: ...
+
+
+@dataclass
+class Engines:
+    """What every call of a gateway shares: loaded once per process."""
+
+    recognizer: SpeechRecognizer
+    synthesizer: EspeakSynthesizer
+    dialogue: RasaClient
+    records: CallRecords
+    make_endpointer: Any  # (sample_rate) -> Endpointer
+
+
+@dataclass
+class TurnTimes:
+    speech_end: float | None = None
+    recognised: float | None = None
+    answered: float | None = None
+    first_audio: float | None = None
+    caller_text: str = ""
+    confidence: float = 0.0
+
+
+@dataclass
+class CallSession:
+    call_id: str
+    transport: CallTransport
+    engines: Engines
+    transport_name: str
+    flow: CallFlow = field(default_factory=CallFlow)
+    _inbound: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(INBOUND_QUEUE_FRAMES))
+    _playback: asyncio.Queue = field(default_factory=asyncio.Queue)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    _turn: TurnTimes = field(default_factory=TurnTimes)
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _barge_in_at: float | None = None
+    _heard: int = 0  # utterances recognised so far (the `seq` of "heard" records)
+
+    # --- called by the transport ---
+    async def start(self) -> None:
+        await self.engines.records.started(self.call_id, self.transport_name)
+        metrics.ACTIVE_CALLS.inc()
+        for job in (self._listen(), self._run_flow(), self._play(), self._clock()):
+            self._tasks.append(asyncio.create_task(job))
+        await self._events.put(CallStarted(time.monotonic()))
+        log.info("call %s started on %s", self.call_id, self.transport_name)
+
+    def audio(self, pcm: bytes) -> None:
+        """Caller audio from the transport (any length; cut into 20 ms frames here). Never blocks."""
+        if self._inbound.full():
+            self._inbound.get_nowait()  # flooding: drop the oldest, keep the call alive
+            metrics.DROPPED_FRAMES.inc()
+        self._inbound.put_nowait(pcm)
+
+    def key(self, key: str) -> None:
+        self._events.put_nowait(KeyPressed(key, time.monotonic()))
+
+    async def close(self, reason: str) -> None:
+        """The call is over (either side hung up, or the transport failed): stop everything, keep the record."""
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self.flow.handle(CallerHungUp(time.monotonic()))
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await self.engines.records.ended(self.call_id, reason)
+        metrics.ACTIVE_CALLS.dec()
+        log.info("call %s ended: %s", self.call_id, reason)
+
+    async def wait_closed(self) -> None:
+        await self._ended.wait()
+
+    # --- tasks ---
+    async def _listen(self) -> None:
+        """Caller audio -> endpointer -> recogniser -> SpeechStarted / UtteranceRecognised events."""
+        rate = self.transport.sample_rate
+        endpointer: Endpointer = self.engines.make_endpointer(rate)
+        size, pending = frame_bytes(rate), b""
+        recognizer: UtteranceRecognizer | None = None
+        batch, batch_bytes = b"", frame_bytes(rate, ASR_BATCH_MS)
+        try:
+            while True:
+                pending += await self._inbound.get()
+                while len(pending) >= size:
+                    frame, pending = pending[:size], pending[size:]
+                    event = endpointer.feed(frame)
+                    if event == "speech_start":
+                        recognizer = self.engines.recognizer.utterance(rate)
+                        batch = endpointer.preroll()
+                    elif recognizer is not None:
+                        batch += frame
+                    if recognizer is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
+                        self._barge_in_at = time.monotonic()
+                        await self._events.put(SpeechStarted(self._barge_in_at))
+                    if recognizer is not None and (len(batch) >= batch_bytes or event == "speech_end"):
+                        await asyncio.to_thread(recognizer.accept, batch)
+                        batch = b""
+                    if event == "speech_end" and recognizer is not None:
+                        self._turn = TurnTimes(speech_end=time.monotonic())
+                        transcript = await asyncio.to_thread(recognizer.finish)
+                        await asyncio.to_thread(recognizer.close)
+                        recognizer, self._barge_in_at = None, None
+                        self._turn.recognised = time.monotonic()
+                        self._turn.caller_text, self._turn.confidence = transcript.text, transcript.confidence
+                        metrics.STAGE.labels("recognise").observe(self._turn.recognised - self._turn.speech_end)
+                        self._heard += 1
+                        await self.engines.records.turn(
+                            self.call_id,
+                            {
+                                "kind": "heard",
+                                "seq": self._heard,
+                                "caller": transcript.text,
+                                "confidence": round(transcript.confidence, 3),
+                                "engine": transcript.engine,
+                                "recognise_ms": round((self._turn.recognised - self._turn.speech_end) * 1000, 1),
+                            },
+                        )
+                        await self._events.put(
+                            UtteranceRecognised(transcript.text, transcript.confidence, time.monotonic())
+                        )
+        finally:
+            if recognizer is not None:
+                await asyncio.to_thread(recognizer.close)
+
+    async def _clock(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            await self._events.put(Tick(time.monotonic()))
+
+    async def _run_flow(self) -> None:
+        while True:
+            event: Event = await self._events.get()
+            before = self.flow.state
+            for command in self.flow.handle(event):
+                await self._execute(command)
+            if self.flow.state is not before:
+                await self.engines.records.state(self.call_id, self.flow.state.value)
+            if self.flow.state.value == "ended":
+                return
+
+    async def _execute(self, command: Command) -> None:
+        match command:
+            case Say():
+                await self._playback.put(command)
+            case StopSpeaking():
+                await self._stop_playback()
+            case AskDialogue(text):
+                self._tasks.append(asyncio.create_task(self._ask(text, secret=False)))
+            case SendKeys(digits, secret):
+                self._turn = TurnTimes(speech_end=time.monotonic(), recognised=time.monotonic(), caller_text="[按键]")
+                self._tasks.append(asyncio.create_task(self._ask(digits, secret=secret, keys=True)))
+            case HandOver(payload):
+                position = await self.engines.records.handed_off(self.call_id, payload)
+                log.info("call %s handed over: %s, queue position %d", self.call_id, payload.get("reason"), position)
+            case HangUp(reason):
+                self._tasks.append(asyncio.create_task(self._hang_up(reason)))
+
+    async def _hang_up(self, reason: str) -> None:
+        await self.close(reason)  # the record says why, before the transport's own close reports a lost peer
+        await self.transport.hang_up(reason)
+
+    async def _ask(self, text: str, *, secret: bool, keys: bool = False) -> None:
+        """One dialogue turn; its answer comes back as an event."""
+        try:
+            if keys:
+                ref = await put_secret_digits_async(self.engines.records.redis, text) if secret else None
+                text = keypad_message(text if ref is None else None, ref=ref)
+            turn = await self.engines.dialogue.send(self.call_id, text)
+        except DialogueError as exc:
+            log.warning("call %s: dialogue failed: %s", self.call_id, exc)
+            await self._events.put(DialogueFailed(str(exc), time.monotonic()))
+            return
+        self._turn.answered = time.monotonic()
+        if self._turn.recognised is not None:
+            metrics.STAGE.labels("dialogue").observe(self._turn.answered - self._turn.recognised)
+        answer = {
+            "kind": "answer",
+            "after": "keys" if keys else ("greeting" if text == "/greet" else "speech"),
+            "seq": self._heard,
+            "bot": turn.text,
+            "payloads": [next(iter(p)) for p in turn.payloads],
+            "dialogue_ms": round((self._turn.answered - (self._turn.recognised or self._turn.answered)) * 1000, 1),
+        }
+        self._tasks.append(asyncio.create_task(self._record_answer(answer)))
+        await self._events.put(DialogueAnswered(turn, time.monotonic()))
+
+    async def _record_answer(self, answer: dict[str, Any]) -> None:
+        """The exchange with the intent the dialogue understood (read from the tracker, off the critical path)."""
+        with contextlib.suppress(DialogueError, KeyError, TypeError):
+            tracker = await self.engines.dialogue.tracker(self.call_id, events=False)
+            answer["intent"] = tracker["latest_message"]["intent"]["name"]
+        await self.engines.records.turn(self.call_id, answer)
+
+    async def _play(self) -> None:
+        """Say commands -> speech -> paced 20 ms frames to the caller -> PlaybackFinished."""
+        rate = self.transport.sample_rate
+        while True:
+            say: Say = await self._playback.get()
+            pcm = await self.engines.synthesizer.synthesize_async(say.text, rate)
+            started = time.monotonic()
+            for i, frame in enumerate(frames(pcm, rate)):
+                if i == 0 and self._turn.speech_end is not None and self._turn.first_audio is None:
+                    self._turn.first_audio = time.monotonic()
+                    metrics.TURN_GAP.observe(self._turn.first_audio - self._turn.speech_end)
+                await self.transport.send_audio(frame)
+                ahead = started + (i + 1) * FRAME_MS / 1000 - time.monotonic()
+                if ahead > PLAYBACK_LEAD_S:
+                    await asyncio.sleep(ahead - PLAYBACK_LEAD_S)
+            await asyncio.sleep(max(0.0, started + len(pcm) / 2 / rate - time.monotonic()))
+            await self._events.put(PlaybackFinished(say.utterance, time.monotonic()))
+
+    async def _stop_playback(self) -> None:
+        """Barge-in: drop what is queued and playing, and tell the far end to drop what it buffered."""
+        while not self._playback.empty():
+            self._playback.get_nowait()
+        player = self._tasks[2]
+        player.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await player
+        self._tasks[2] = asyncio.create_task(self._play())
+        await self.transport.clear()
+        if self._barge_in_at is not None:
+            metrics.BARGE_IN.observe(time.monotonic() - self._barge_in_at)

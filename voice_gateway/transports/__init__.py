@@ -1,0 +1,1 @@
+"""Thin transports: each translates one wire format to and from a CallSession."""

@@ -1,0 +1,87 @@
+"""Raw linear PCM over a WebSocket, in the style of FreeSWITCH mod_audio_stream and jambonz `listen`.
+
+In: first a JSON text message with the call's metadata, {"sampleRate": 8000 | 16000, "callId": "..."}; then
+binary frames of 16-bit little-endian mono PCM; text messages {"type": "dtmf", "digit": "5"} and
+{"type": "hangup"}. Out: binary PCM frames at the same rate; {"type": "clear"} on barge-in;
+{"type": "hangup", "reason": "..."} and a normal close when the agent ends the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from voice_gateway.transports.common import CloseCode, ProtocolViolation, run_call
+
+log = logging.getLogger("hotline.pcm")
+RATES = (8000, 16000)
+MAX_FRAME_BYTES = 16000 * 2  # one second at 16 kHz: more in one frame is not a phone call
+
+
+class PcmStream:
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.sample_rate = 8000
+
+    async def send_audio(self, pcm: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the caller is gone: the read side ends the call
+            await self.ws.send(pcm)
+
+    async def clear(self) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the caller is gone: the read side ends the call
+            await self.ws.send(json.dumps({"type": "clear"}))
+
+    async def hang_up(self, reason: str) -> None:
+        try:
+            await self.ws.send(json.dumps({"type": "hangup", "reason": reason}))
+        except ConnectionClosed:
+            return
+        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason}"[:120])
+
+
+def _json(raw: str) -> dict[str, Any]:
+    try:
+        message = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolViolation(CloseCode.INVALID_DATA, "a JSON object was expected")
+    return message
+
+
+async def handle(ws: ServerConnection, gateway: Any) -> None:
+    stream = PcmStream(ws)
+
+    async def start() -> str:
+        raw = await ws.recv()
+        if isinstance(raw, bytes):
+            raise ProtocolViolation(CloseCode.PROTOCOL, "the first message must be the JSON metadata")
+        meta = _json(raw)
+        rate = meta.get("sampleRate", meta.get("sample_rate"))
+        if rate not in RATES:
+            raise ProtocolViolation(CloseCode.UNSUPPORTED, f"unsupported sample rate {rate!r}: 8000 or 16000")
+        stream.sample_rate = int(rate)
+        return str(meta.get("callId") or meta.get("call_sid") or "")
+
+    async def pump(session: Any) -> None:
+        async for raw in ws:
+            if isinstance(raw, bytes):
+                if len(raw) % 2 or len(raw) > MAX_FRAME_BYTES:
+                    raise ProtocolViolation(CloseCode.INVALID_DATA, f"bad PCM frame of {len(raw)} bytes")
+                session.audio(raw)
+                continue
+            message = _json(raw)
+            kind = message.get("type")
+            if kind == "dtmf":
+                session.key(str(message.get("digit", ""))[:1])
+            elif kind == "hangup":
+                return
+            else:
+                log.warning("pcm stream: unknown message type %r ignored", str(kind)[:40])
+
+    await run_call(ws, gateway, stream, "pcm", start, pump)
