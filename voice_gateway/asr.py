@@ -219,7 +219,9 @@ def _clean(text: str) -> str:
 
 
 # --- Whisper ---
-PROMPT = "以下是普通话的句子，关于社保、养老金、社保卡。"
+# a few of the domain's words bias recognition towards them (仲裁 not 重彩, 档案 not 到案, 登记 not 冬季); a long
+# list made Whisper loop on some utterances and read ID digits worse, so keep it short
+PROMPT = "以下是普通话的句子，关于社保卡、养老金、失业登记、劳动仲裁和人事档案。"
 MIN_SECONDS = 0.3
 MIN_DBFS = -50.0
 MAX_SECONDS = 60.0

@@ -25,8 +25,6 @@ from voice_gateway.audio import FRAME_MS, frame_bytes, frames, resample, rms_dbf
 
 RATE = 8000
 AGENT_DONE_SILENCE_S = 0.9  # no agent audio for this long: the agent has finished its turn
-FRAME = frame_bytes(RATE)
-SILENCE = b"\x00" * FRAME
 
 
 @dataclass
@@ -60,18 +58,22 @@ class CallReport:
     heard_wav: str | None = None
 
 
-def read_wav(path: Path) -> bytes:
-    """A caller WAV as 8 kHz 16-bit mono PCM."""
+def read_wav(path: Path, rate: int = RATE) -> bytes:
+    """A caller WAV as 16-bit mono PCM at `rate`."""
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2:
             raise ValueError(f"{path}: 16-bit PCM WAV expected")
         pcm = w.readframes(w.getnframes())
         if w.getnchannels() == 2:
             pcm = np.frombuffer(pcm, "<i2").reshape(-1, 2).mean(axis=1).astype("<i2").tobytes()
-        return resample(pcm, w.getframerate(), RATE)
+        return resample(pcm, w.getframerate(), rate)
 
 
 class SimulatedCaller:
+    """A caller over Twilio Media Streams (8 kHz mu-law); `PcmCaller` is the wideband raw-PCM variant."""
+
+    rate = RATE
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.call_sid = "CA" + uuid.uuid4().hex[:30]
@@ -86,23 +88,9 @@ class SimulatedCaller:
         self.close_reason = ""
 
     async def run(self, turns: list[Turn], *, max_wait_s: float = 30.0) -> CallReport:
-        report = CallReport(call_id=f"twilio-{self.call_sid[:40]}")
+        report = CallReport(call_id=self.call_id)
         async with connect(self.url, max_size=2**20) as ws:
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(
-                json.dumps(
-                    {
-                        "event": "start",
-                        "streamSid": self.stream_sid,
-                        "start": {
-                            "streamSid": self.stream_sid,
-                            "callSid": self.call_sid,
-                            "tracks": ["inbound"],
-                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
-                        },
-                    }
-                )
-            )
+            await self._open(ws)
             tasks = [asyncio.create_task(self._receive(ws)), asyncio.create_task(self._microphone(ws))]
             try:
                 started = time.monotonic()
@@ -113,9 +101,7 @@ class SimulatedCaller:
                         break
                     report.turns.append(await self._caller_turn(ws, turn, max_wait_s))
                 if not self._closed.is_set():
-                    await ws.send(
-                        json.dumps({"event": "stop", "streamSid": self.stream_sid, "stop": {"callSid": self.call_sid}})
-                    )
+                    await self._stop(ws)
             finally:
                 for task in tasks:
                     task.cancel()
@@ -128,30 +114,22 @@ class SimulatedCaller:
             heard_from = len(self.heard)
             await asyncio.sleep(turn.wait_s)
             answer = bytes(self.heard[heard_from:])
-            return TurnReport(said=f"[沉默 {turn.wait_s:g} 秒]", agent_audio_s=round(len(answer) / 2 / RATE, 2))
+            return TurnReport(said=f"[沉默 {turn.wait_s:g} 秒]", agent_audio_s=round(len(answer) / 2 / self.rate, 2))
         if turn.keys:
             report = TurnReport(said=f"[按键 {turn.keys}]")
             for key in turn.keys:
-                await ws.send(
-                    json.dumps(
-                        {
-                            "event": "dtmf",
-                            "streamSid": self.stream_sid,
-                            "dtmf": {"track": "inbound_track", "digit": key},
-                        }
-                    )
-                )
+                await self._key(ws, key)
                 await asyncio.sleep(0.15)
             ended = time.monotonic()
         else:
-            pcm = read_wav(Path(turn.wav or ""))
+            pcm = read_wav(Path(turn.wav or ""), self.rate)
             report = TurnReport(said=Path(turn.wav or "").name)
             if turn.barge_in:
                 await self._wait_agent_speaking(max_wait_s)
                 await asyncio.sleep(turn.barge_in_after_s)
                 self._clear_at = None
                 speech_start = time.monotonic()
-            for frame in frames(pcm, RATE):
+            for frame in frames(pcm, self.rate):
                 await self._speech.put(frame)
             await self._speech.join()
             ended = time.monotonic()
@@ -163,7 +141,7 @@ class SimulatedCaller:
         if self._first_audio_at is not None:
             report.turn_gap_ms = round((self._first_audio_at - ended) * 1000, 1)
         answer = bytes(self.heard[heard_from:])
-        report.agent_audio_s = round(len(answer) / 2 / RATE, 2)
+        report.agent_audio_s = round(len(answer) / 2 / self.rate, 2)
         report.agent_level_dbfs = round(rms_dbfs(answer), 1) if answer else None
         return report
 
@@ -184,44 +162,99 @@ class SimulatedCaller:
 
     async def _microphone(self, ws: Any) -> None:
         """A continuous line: caller speech when there is some, silence otherwise, one frame every 20 ms."""
+        silence = b"\x00" * frame_bytes(self.rate)
         next_at = time.monotonic()
         while True:
             try:
                 frame = self._speech.get_nowait()
                 self._speech.task_done()
             except asyncio.QueueEmpty:
-                frame = SILENCE
-            payload = base64.b64encode(ulaw_encode(frame)).decode()
-            await ws.send(json.dumps({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}}))
+                frame = silence
+            await self._send_frame(ws, frame)
             next_at += FRAME_MS / 1000
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _heard_audio(self, pcm: bytes) -> None:
+        now = time.monotonic()
+        self.heard.extend(pcm)
+        if rms_dbfs(pcm) > -60:
+            self._last_agent_audio = now
+            if self._turn_ended_at is not None and self._first_audio_at is None:
+                self._first_audio_at = now
 
     async def _receive(self, ws: Any) -> None:
         try:
             async for raw in ws:
-                message = json.loads(raw)
-                if message.get("event") == "media":
-                    pcm = ulaw_decode(base64.b64decode(message["media"]["payload"]))
-                    now = time.monotonic()
-                    self.heard.extend(pcm)
-                    if rms_dbfs(pcm) > -60:
-                        self._last_agent_audio = now
-                        if self._turn_ended_at is not None and self._first_audio_at is None:
-                            self._first_audio_at = now
-                elif message.get("event") == "clear":
-                    self._clear_at = time.monotonic()
+                self._on_message(raw)
         except ConnectionClosed as exc:
             self.close_reason = (exc.rcvd.reason if exc.rcvd else "") or "closed"
         finally:
             self._closed.set()
             self.close_reason = self.close_reason or (ws.close_reason or "closed")
 
+    # --- the wire: Twilio Media Streams ---
+    @property
+    def call_id(self) -> str:
+        return f"twilio-{self.call_sid[:40]}"
+
+    async def _open(self, ws: Any) -> None:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        media = {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}
+        start = {"streamSid": self.stream_sid, "callSid": self.call_sid, "tracks": ["inbound"], "mediaFormat": media}
+        await ws.send(json.dumps({"event": "start", "streamSid": self.stream_sid, "start": start}))
+
+    async def _send_frame(self, ws: Any, frame: bytes) -> None:
+        payload = base64.b64encode(ulaw_encode(frame)).decode()
+        await ws.send(json.dumps({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}}))
+
+    async def _key(self, ws: Any, key: str) -> None:
+        dtmf = {"track": "inbound_track", "digit": key}
+        await ws.send(json.dumps({"event": "dtmf", "streamSid": self.stream_sid, "dtmf": dtmf}))
+
+    async def _stop(self, ws: Any) -> None:
+        await ws.send(json.dumps({"event": "stop", "streamSid": self.stream_sid, "stop": {"callSid": self.call_sid}}))
+
+    def _on_message(self, raw: str | bytes) -> None:
+        message = json.loads(raw)
+        if message.get("event") == "media":
+            self._heard_audio(ulaw_decode(base64.b64decode(message["media"]["payload"])))
+        elif message.get("event") == "clear":
+            self._clear_at = time.monotonic()
+
     def save_heard(self, path: Path) -> None:
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
-            w.setframerate(RATE)
+            w.setframerate(self.rate)
             w.writeframes(bytes(self.heard))
+
+
+class PcmCaller(SimulatedCaller):
+    """A wideband caller over the raw PCM endpoint (16 kHz): no telephone codec between the WAV and the recogniser."""
+
+    rate = 16000
+
+    @property
+    def call_id(self) -> str:
+        return f"pcm-{self.call_sid[:40]}"
+
+    async def _open(self, ws: Any) -> None:
+        await ws.send(json.dumps({"sampleRate": self.rate, "callId": self.call_sid}))
+
+    async def _send_frame(self, ws: Any, frame: bytes) -> None:
+        await ws.send(frame)
+
+    async def _key(self, ws: Any, key: str) -> None:
+        await ws.send(json.dumps({"type": "dtmf", "digit": key}))
+
+    async def _stop(self, ws: Any) -> None:
+        await ws.send(json.dumps({"type": "hangup"}))
+
+    def _on_message(self, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            self._heard_audio(raw)
+        elif json.loads(raw).get("type") == "clear":
+            self._clear_at = time.monotonic()
 
 
 def report_json(report: CallReport) -> str:
@@ -246,12 +279,16 @@ def parse_turns(items: list[str]) -> list[Turn]:
 async def call_and_report(
     url: str, token: str | None, items: list[str], redis_url: str | None, save: str | None = None
 ) -> dict[str, Any]:
-    """Place one call and report it, joining what the gateway recorded (recognised text, intent, answer)."""
+    """Place one call and report it, joining what the gateway recorded (recognised text, intent, answer).
+
+    The wire follows the URL: .../pcm is the wideband raw-PCM caller, anything else Twilio Media Streams.
+    """
     from redis.asyncio import Redis
 
     from voice_gateway.records import CallRecords
 
-    caller = SimulatedCaller(f"{url}?token={token}" if token else url)
+    kind = PcmCaller if url.rstrip("/").endswith("/pcm") else SimulatedCaller
+    caller = kind(f"{url}?token={token}" if token else url)
     report = await caller.run(parse_turns(items))
     if save:
         caller.save_heard(Path(save))

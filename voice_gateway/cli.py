@@ -186,7 +186,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     settings = Settings()
     runtime = _runtime(settings)
-    url = args.url or (f"{runtime['gateway_url']}/twilio" if runtime.get("gateway_url") else None)
+    path = "/twilio" if args.twilio else "/pcm"
+    url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
     if not url:
         say("no running gateway found: start the hotline with ./hotline up, or give --url")
         return 1
@@ -258,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV files, one per caller turn; keys:135790# sends keypad digits; "
         "barge:FILE.wav speaks over the agent's answer",
     )
-    call.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /twilio)")
+    call.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /pcm, 16 kHz)")
+    call.add_argument(
+        "--twilio", action="store_true", help="call as a telephone line: Twilio Media Streams, 8 kHz mu-law"
+    )
     call.add_argument("--token", help="gateway token (default: the running hotline's)")
     call.add_argument("--save", help="write what the caller heard to this WAV file")
     call.add_argument("--json", action="store_true", help="print only the JSON report")

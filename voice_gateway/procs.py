@@ -239,10 +239,17 @@ class Stack:
             self.settings.action_server_url = f"http://127.0.0.1:{self.actions_port}/webhook"
             self._start(action_server_process(self.settings, rasa, self.redis_url, self.actions_port), on_start)
             self._start(rasa_server_process(self.settings, rasa, self.redis_url, self.rasa_port, model), on_start)
+            if self.gateway_port is not None:
+                gateway = gateway_process(
+                    self.settings, self.redis_url, self.rasa_url, self.gateway_port, self.gateway_token
+                )
+                self._start(gateway, on_start)
             self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-            self.runtime_file.write_text(
-                json.dumps({"redis_url": self.redis_url, "rasa_url": self.rasa_url, "pid": os.getpid()})
-            )
+            runtime = {"redis_url": self.redis_url, "rasa_url": self.rasa_url, "pid": os.getpid()}
+            if self.gateway_port is not None:
+                runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
+            self.runtime_file.write_text(json.dumps(runtime))
+            self.runtime_file.chmod(0o600)  # it holds the gateway token
         except BaseException:
             self.stop()
             raise
