@@ -16,6 +16,7 @@ import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from websockets.asyncio.client import connect
@@ -287,7 +288,7 @@ async def call_and_report(
 
     from voice_gateway.records import CallRecords
 
-    kind = PcmCaller if url.rstrip("/").endswith("/pcm") else SimulatedCaller
+    kind = PcmCaller if urlsplit(url).path.rstrip("/").endswith("/pcm") else SimulatedCaller
     caller = kind(f"{url}?token={token}" if token else url)
     report = await caller.run(parse_turns(items))
     if save:

@@ -98,13 +98,16 @@ class CallSession:
     _ended: asyncio.Event = field(default_factory=asyncio.Event)
     _barge_in_at: float | None = None
     _heard: int = 0  # utterances recognised so far (the `seq` of "heard" records)
+    _player: asyncio.Task | None = None  # plays the agent's audio; restarted on barge-in
 
     # --- called by the transport ---
     async def start(self) -> None:
         await self.engines.records.started(self.call_id, self.transport_name)
         metrics.ACTIVE_CALLS.inc()
-        for job in (self._listen(), self._run_flow(), self._play(), self._clock()):
+        self._player = asyncio.create_task(self._play())
+        for job in (self._listen(), self._run_flow(), self._clock()):
             self._tasks.append(asyncio.create_task(job))
+        self._tasks.append(self._player)
         await self._events.put(CallStarted(time.monotonic()))
         log.info("call %s started on %s", self.call_id, self.transport_name)
 
@@ -283,11 +286,12 @@ class CallSession:
         """Barge-in: drop what is queued and playing, and tell the far end to drop what it buffered."""
         while not self._playback.empty():
             self._playback.get_nowait()
-        player = self._tasks[2]
-        player.cancel()
+        self._player.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await player
-        self._tasks[2] = asyncio.create_task(self._play())
+            await self._player
+        self._tasks.remove(self._player)
+        self._player = asyncio.create_task(self._play())
+        self._tasks.append(self._player)
         await self.transport.clear()
         if self._barge_in_at is not None:
             metrics.BARGE_IN.observe(time.monotonic() - self._barge_in_at)

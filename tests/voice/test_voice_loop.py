@@ -50,7 +50,7 @@ def _turn(item: str) -> str:
 
 
 async def test_raw_pcm_at_16_khz_understands_an_intent(gateway: VoiceGateway) -> None:
-    pcm16 = _read16(first("intent", "electronic_card"))
+    pcm16 = _read16(first("intent", "retirement_age"))
     async with connect(gateway.url("/pcm")) as ws:
         await ws.send(json.dumps({"sampleRate": 16000, "callId": "pcm-test"}))
         heard = await _collect_agent(ws, seconds=6)  # the greeting
@@ -61,7 +61,7 @@ async def test_raw_pcm_at_16_khz_understands_an_intent(gateway: VoiceGateway) ->
         answer = await _collect_agent(ws, seconds=8)
         assert len(answer) / 32000 > 2 and rms_dbfs(answer) > -40
     turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns("pcm-pcm-test")
-    assert any(t.get("kind") == "answer" and t.get("intent") == "electronic_card" for t in turns), turns
+    assert any(t.get("kind") == "answer" and t.get("intent") == "retirement_age" for t in turns), turns
 
 
 def _read16(path: str) -> bytes:
