@@ -20,7 +20,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline_domain import schema
-from hotline_domain.places import CITIES
 
 DEFAULT_DB_PATH = Path(__file__).resolve().parent.parent / "var" / "business.sqlite3"
 
@@ -167,10 +166,6 @@ class BusinessDb:
         if category and category != "不限":
             query = query.where(t.c.category == category)
         return self._all(query)
-
-    def job_cities(self) -> list[str]:
-        rows = self._all(select(schema.jobs.c.city).distinct())
-        return sorted((r["city"] for r in rows), key=CITIES.index)
 
 
 def add_working_days(start: date, days: int) -> date:

@@ -258,10 +258,6 @@ class PcmCaller(SimulatedCaller):
             self._clear_at = time.monotonic()
 
 
-def report_json(report: CallReport) -> str:
-    return json.dumps(asdict(report), ensure_ascii=False, indent=1)
-
-
 def parse_turns(items: list[str]) -> list[Turn]:
     """`hotline call` arguments: FILE.wav, keys:135790#, barge:FILE.wav, wait:SECONDS."""
     turns = []

@@ -37,10 +37,6 @@ class Settings:
         return self.root / "dialogue"
 
     @property
-    def nlu_data_dir(self) -> Path:
-        return self.root / "nlu_data"
-
-    @property
     def models_dir(self) -> Path:
         return Path(os.environ.get("HOTLINE_MODELS", self.root / "models"))
 

@@ -64,6 +64,10 @@ class SpeechSynthesizer(Protocol):
         """Speak `text` (numbers and symbols are made speakable first) as PCM at `sample_rate`."""
         ...
 
+    async def synthesize_async(self, text: str, sample_rate: int) -> bytes:
+        """The same, awaited without blocking the event loop."""
+        ...
+
 
 class VoiceActivityDetector(Protocol):
     """Speech or not, frame by frame (10, 20 or 30 ms at 8 or 16 kHz)."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,10 +38,9 @@ from voice_gateway.call import (
     Tick,
     UtteranceRecognised,
 )
-from voice_gateway.engines import SpeechRecognizer, UtteranceRecognizer
+from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer, Transcript, UtteranceRecognizer
 from voice_gateway.rasa_client import DialogueError, RasaClient
 from voice_gateway.records import CallRecords
-from voice_gateway.tts import EspeakSynthesizer
 from voice_gateway.vad import Endpointer
 
 log = logging.getLogger("hotline.call")
@@ -67,10 +67,18 @@ class Engines:
     """What every call of a gateway shares: loaded once per process."""
 
     recognizer: SpeechRecognizer
-    synthesizer: EspeakSynthesizer
+    synthesizer: SpeechSynthesizer
     dialogue: RasaClient
     records: CallRecords
-    make_endpointer: Any  # (sample_rate) -> Endpointer
+    make_endpointer: Callable[[int], Endpointer]  # sample rate -> a fresh endpointer for one call
+
+
+def _finish(recognizer: UtteranceRecognizer) -> Transcript:
+    """End of an utterance, in one thread hop: the final transcript, and the recogniser's resources freed."""
+    try:
+        return recognizer.finish()
+    finally:
+        recognizer.close()
 
 
 @dataclass
@@ -79,8 +87,6 @@ class TurnTimes:
     recognised: float | None = None
     answered: float | None = None
     first_audio: float | None = None
-    caller_text: str = ""
-    confidence: float = 0.0
 
 
 @dataclass
@@ -170,27 +176,24 @@ class CallSession:
                         batch = b""
                     if event == "speech_end" and recognizer is not None:
                         self._turn = TurnTimes(speech_end=time.monotonic())
-                        transcript = await asyncio.to_thread(recognizer.finish)
-                        await asyncio.to_thread(recognizer.close)
+                        transcript = await asyncio.to_thread(_finish, recognizer)
                         recognizer, self._barge_in_at = None, None
                         self._turn.recognised = time.monotonic()
-                        self._turn.caller_text, self._turn.confidence = transcript.text, transcript.confidence
-                        metrics.STAGE.labels("recognise").observe(self._turn.recognised - self._turn.speech_end)
-                        self._heard += 1
-                        await self.engines.records.turn(
-                            self.call_id,
-                            {
-                                "kind": "heard",
-                                "seq": self._heard,
-                                "caller": transcript.text,
-                                "confidence": round(transcript.confidence, 3),
-                                "engine": transcript.engine,
-                                "recognise_ms": round((self._turn.recognised - self._turn.speech_end) * 1000, 1),
-                            },
-                        )
                         await self._events.put(
                             UtteranceRecognised(transcript.text, transcript.confidence, time.monotonic())
                         )
+                        recognise_s = self._turn.recognised - self._turn.speech_end
+                        metrics.STAGE.labels("recognise").observe(recognise_s)
+                        self._heard += 1  # recorded after the event: the dialogue does not wait for Redis
+                        heard = {
+                            "kind": "heard",
+                            "seq": self._heard,
+                            "caller": transcript.text,
+                            "confidence": round(transcript.confidence, 3),
+                            "engine": transcript.engine,
+                            "recognise_ms": round(recognise_s * 1000, 1),
+                        }
+                        await self.engines.records.turn(self.call_id, heard)
         finally:
             if recognizer is not None:
                 await asyncio.to_thread(recognizer.close)
@@ -220,7 +223,7 @@ class CallSession:
             case AskDialogue(text):
                 self._tasks.append(asyncio.create_task(self._ask(text, secret=False)))
             case SendKeys(digits, secret):
-                self._turn = TurnTimes(speech_end=time.monotonic(), recognised=time.monotonic(), caller_text="[按键]")
+                self._turn = TurnTimes(speech_end=time.monotonic(), recognised=time.monotonic())
                 self._tasks.append(asyncio.create_task(self._ask(digits, secret=secret, keys=True)))
             case HandOver(payload):
                 position = await self.engines.records.handed_off(self.call_id, payload)
