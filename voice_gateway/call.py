@@ -148,6 +148,11 @@ class Prompts:
     dialogue_down: str = "非常抱歉，系统暂时有点问题，为您转接人工客服，请稍候。"
     too_long: str = "通话时间已经很长了，如需继续办理请重新拨打，感谢来电，再见。"
 
+    def queue_position(self, position: int) -> str:
+        """What a caller waiting for a person hears: how many are ahead of them (1 = next)."""
+        ahead = "您是下一位" if position <= 1 else f"您前面还有{position - 1}位来电"
+        return f"{ahead}，请不要挂机，人工客服马上为您服务。"
+
 
 @dataclass
 class CallFlow:

@@ -57,6 +57,10 @@ class CallRecords:
         return int(position)
 
     async def ended(self, call_id: str, reason: str) -> None:
+        """The call is over: it leaves the active set and, if it was still waiting for a person, the queue."""
+        waiting = await self.redis.hget(f"hotline:call:{call_id}", "handoff")
+        if waiting:
+            await self.redis.lrem(HANDOFF_QUEUE, 1, waiting)
         await self.redis.hset(
             f"hotline:call:{call_id}", mapping={"state": "ended", "ended": time.time(), "reason": reason}
         )

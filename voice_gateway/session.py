@@ -61,6 +61,9 @@ class CallTransport(Protocol):
 
     async def hang_up(self, reason: str) -> None: ...
 
+    # Optional: `async def transfer(self, payload: dict) -> bool`, a transport that can pass the call to a person
+    # itself (SIP REFER) does so on handover and returns True; otherwise the caller hears their queue position.
+
 
 @dataclass
 class Engines:
@@ -228,6 +231,10 @@ class CallSession:
             case HandOver(payload):
                 position = await self.engines.records.handed_off(self.call_id, payload)
                 log.info("call %s handed over: %s, queue position %d", self.call_id, payload.get("reason"), position)
+                transfer = getattr(self.transport, "transfer", None)  # a phone line can pass the call on itself
+                if transfer is not None and await transfer(payload):
+                    return
+                await self._playback.put(Say(self.flow.prompts.queue_position(position), 0, interruptible=False))
             case HangUp(reason):
                 self._tasks.append(asyncio.create_task(self._hang_up(reason)))
 

@@ -176,3 +176,9 @@ def test_nothing_happens_after_the_caller_hangs_up() -> None:
     flow = greeted()
     flow.handle(CallerHungUp(4.0))
     assert flow.handle(UtteranceRecognised("你好", 0.9, 5.0)) == [] and flow.state is CallState.ENDED
+
+
+def test_a_caller_waiting_for_a_person_hears_how_many_are_ahead() -> None:
+    prompts = CallFlow().prompts
+    assert prompts.queue_position(1).startswith("您是下一位")
+    assert "前面还有2位" in prompts.queue_position(3)

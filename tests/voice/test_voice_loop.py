@@ -101,11 +101,23 @@ async def test_barge_in_stops_the_agent(gateway: VoiceGateway) -> None:
 
 
 async def test_keypad_zero_hands_the_call_to_a_person(gateway: VoiceGateway) -> None:
-    report = await call_and_report(gateway.url(), None, ["keys:0"], gateway.redis_url)
     r = redis.Redis.from_url(gateway.redis_url)
-    assert r.hget(f"hotline:call:{report['call_id']}", "state") in (b"on_hold", b"ended")
+    caller = SimulatedCaller(gateway.url())
+    waiting = asyncio.create_task(caller.run([Turn(keys="0"), Turn(wait_s=6)]))
+    key = f"hotline:call:{caller.call_id}"
+    for _ in range(100):  # while the caller waits, the call is in the queue for a person
+        await asyncio.sleep(0.1)
+        if r.hget(key, "state") == b"on_hold":
+            break
     queued = [json.loads(x) for x in r.lrange("hotline:handoff", 0, -1)]
-    assert any(q["call"] == report["call_id"] and q["reason"] == "keypad_zero" for q in queued)
+    assert any(q["call"] == caller.call_id and q["reason"] == "keypad_zero" for q in queued)
+    report = await waiting
+    assert report.turns[0].agent_audio_s + report.turns[1].agent_audio_s > 4  # handover words, then queue position
+    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    assert [t["payloads"] for t in turns if t.get("kind") == "answer"][-1] == ["handoff"]
+    # the caller hung up while waiting: the record keeps the handover, the queue no longer holds the call
+    assert json.loads(r.hget(key, "handoff"))["reason"] == "keypad_zero"
+    assert not any(json.loads(x)["call"] == caller.call_id for x in r.lrange("hotline:handoff", 0, -1))
 
 
 async def test_a_caller_who_never_speaks_is_reprompted_then_handed_over(gateway: VoiceGateway) -> None:
@@ -113,8 +125,7 @@ async def test_a_caller_who_never_speaks_is_reprompted_then_handed_over(gateway:
     report = await caller.run([Turn(wait_s=28)])
     assert report.turns[0].agent_audio_s > 3  # two reprompts and the handover notice were spoken
     r = redis.Redis.from_url(gateway.redis_url)
-    queued = [json.loads(x) for x in r.lrange("hotline:handoff", 0, -1)]
-    assert any(q["call"] == report.call_id and q["reason"] == "no_input" for q in queued)
+    assert json.loads(r.hget(f"hotline:call:{report.call_id}", "handoff"))["reason"] == "no_input"
 
 
 @pytest.mark.parametrize(
