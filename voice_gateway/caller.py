@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -90,7 +91,7 @@ class SimulatedCaller:
 
     async def run(self, turns: list[Turn], *, max_wait_s: float = 30.0) -> CallReport:
         report = CallReport(call_id=self.call_id)
-        async with connect(self.url, max_size=2**20) as ws:
+        async with self._connect() as ws:
             await self._open(ws)
             tasks = [asyncio.create_task(self._receive(ws)), asyncio.create_task(self._microphone(ws))]
             try:
@@ -193,7 +194,11 @@ class SimulatedCaller:
             self._closed.set()
             self.close_reason = self.close_reason or (ws.close_reason or "closed")
 
-    # --- the wire: Twilio Media Streams ---
+    # --- the wire: Twilio Media Streams (subclasses override these for other wires) ---
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The connection the wire methods below are given as `ws`."""
+        return connect(self.url, max_size=2**20)
+
     @property
     def call_id(self) -> str:
         return f"twilio-{self.call_sid[:40]}"
