@@ -32,6 +32,13 @@ class CallStarted:
 
 
 @dataclass(frozen=True)
+class SpeechOnset:
+    """The caller has just started making sound (a few voiced frames): could be speech, a 嗯, or a cough."""
+
+    now: float
+
+
+@dataclass(frozen=True)
 class SpeechStarted:
     """The caller has been speaking long enough to count as a turn (not a click or a short 嗯)."""
 
@@ -81,6 +88,7 @@ class CallerHungUp:
 
 Event = (
     CallStarted
+    | SpeechOnset
     | SpeechStarted
     | UtteranceRecognised
     | KeyPressed
@@ -106,6 +114,16 @@ class StopSpeaking:
 
 
 @dataclass(frozen=True)
+class PauseSpeaking:
+    """Hold the agent's audio where it is (and drop what the far end buffered): the caller may be taking the turn."""
+
+
+@dataclass(frozen=True)
+class ResumeSpeaking:
+    """Carry on from where the agent was paused: it was only a backchannel or a noise."""
+
+
+@dataclass(frozen=True)
 class AskDialogue:
     text: str  # what the caller said, or a keypad message
 
@@ -126,7 +144,7 @@ class HangUp:
     reason: str
 
 
-Command = Say | StopSpeaking | AskDialogue | SendKeys | HandOver | HangUp
+Command = Say | StopSpeaking | PauseSpeaking | ResumeSpeaking | AskDialogue | SendKeys | HandOver | HangUp
 
 BACKCHANNEL = re.compile(r"^(嗯+|啊+|哦+|噢+|对+|是+|好+|好的|行|嗯嗯|对对|是的|OK|ok)[。，！!,.]?$")
 
@@ -172,6 +190,12 @@ class CallFlow:
     _digits: str = ""
     _collect: dict[str, Any] | None = None
     _last_key: float = 0.0
+    _paused: bool = False  # the agent holds its words while the caller makes a sound
+
+    @property
+    def expects_digits(self) -> bool:
+        """The dialogue asked for a number (ID, card, password): the caller may read digits out, with pauses."""
+        return self._collect is not None
 
     # --- the one entry point ---
     def handle(self, event: Event) -> list[Command]:
@@ -183,6 +207,8 @@ class CallFlow:
             case CallerHungUp():
                 self.state = CallState.ENDED
                 return []
+            case SpeechOnset(now):
+                return self._onset(now)
             case SpeechStarted(now):
                 return self._speech_started(now)
             case UtteranceRecognised(text, _, now):
@@ -209,9 +235,20 @@ class CallFlow:
         commands.append(AskDialogue("/greet"))
         return commands
 
+    def _interruptible(self) -> bool:
+        return self.state is CallState.SPEAKING and bool(self._playing) and all(self._playing.values())
+
+    def _onset(self, now: float) -> list[Command]:
+        """Sound from the caller while the agent talks: hold the agent's words at once, decide when it is heard."""
+        if self._interruptible() and not self._paused:
+            self._paused = True
+            return [PauseSpeaking()]
+        return []
+
     def _speech_started(self, now: float) -> list[Command]:
         self._reprompts = 0
-        if self.state is CallState.SPEAKING and self._playing and all(self._playing.values()):
+        if self._interruptible():
+            self._paused = False
             self._playing.clear()
             self._after_playback = None
             self.state = CallState.INTERRUPTED
@@ -227,10 +264,14 @@ class CallFlow:
             if self.state is CallState.INTERRUPTED:
                 self.state = CallState.LISTENING
                 self._listening_since = now
+            if self._paused:
+                self._paused = False
+                return [ResumeSpeaking()]  # 嗯/对 or a noise: the agent carries on where it stopped
             return []  # noise, or 嗯/对 while the agent talks: not a turn
         if self.state is CallState.SPEAKING and not all(self._playing.values()):
             return []  # a notice that must be heard is still playing
         commands: list[Command] = [StopSpeaking()] if self.state is CallState.SPEAKING else []
+        self._paused = False
         self._playing.clear()
         self._after_playback = None
         self._reprompts = 0
@@ -243,6 +284,7 @@ class CallFlow:
         commands: list[Command] = []
         if self.state is CallState.SPEAKING and all(self._playing.values()):
             self._playing.clear()  # a key press stops the prompt, like speech does
+            self._paused = False
             commands.append(StopSpeaking())
             self.state = CallState.COLLECTING_DIGITS if self._collect else CallState.LISTENING
         self._last_key = now

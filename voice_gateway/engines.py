@@ -48,8 +48,11 @@ class SpeechRecognizer(Protocol):
 
     info: RecognizerInfo
 
-    def utterance(self, sample_rate: int, hints: list[str] | None = None) -> UtteranceRecognizer:
-        """A recognizer for one utterance at `sample_rate` (8000 or 16000); `hints` are likely phrases."""
+    def utterance(
+        self, sample_rate: int, hints: list[str] | None = None, *, digits: bool = False
+    ) -> UtteranceRecognizer:
+        """A recognizer for one utterance at `sample_rate` (8000 or 16000); `hints` are likely phrases; `digits`:
+        the dialogue asked for a number, so the caller is likely reading out digits."""
         ...
 
     def warm_up(self) -> None:

@@ -48,6 +48,10 @@ class CallRecords:
         await self.redis.expire(key, RECORD_TTL_S)
         await self._publish(call_id, "turn", clean)
 
+    async def partial(self, call_id: str, text: str) -> None:
+        """What a streaming recogniser has heard so far of the caller's current turn: published, not stored."""
+        await self._publish(call_id, "partial", {"text": redact(text)})
+
     async def handed_off(self, call_id: str, payload: dict[str, Any]) -> int:
         """Queue the call for a person; returns its position in the queue (1 = next)."""
         entry = json.dumps({"call": call_id, "at": time.time(), **payload}, ensure_ascii=False)

@@ -30,9 +30,12 @@ from voice_gateway.call import (
     HandOver,
     HangUp,
     KeyPressed,
+    PauseSpeaking,
     PlaybackFinished,
+    ResumeSpeaking,
     Say,
     SendKeys,
+    SpeechOnset,
     SpeechStarted,
     StopSpeaking,
     Tick,
@@ -48,6 +51,7 @@ log = logging.getLogger("hotline.call")
 INBOUND_QUEUE_FRAMES = 250  # 5 s of caller audio; a peer that floods more loses the oldest frames
 PLAYBACK_LEAD_S = 0.1  # agent audio is sent at most this far ahead of real time, so a barge-in stops it fast
 ASR_BATCH_MS = 100  # audio handed to the recogniser's thread in batches, not frame by frame
+PARTIAL_EVERY_S = 0.5  # streaming recognisers' partial text is published at most this often
 
 
 class CallTransport(Protocol):
@@ -106,11 +110,14 @@ class CallSession:
     _turn: TurnTimes = field(default_factory=TurnTimes)
     _ended: asyncio.Event = field(default_factory=asyncio.Event)
     _barge_in_at: float | None = None
+    _onset_at: float | None = None  # when the caller's current sound began
+    _may_play: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the agent holds its words
     _heard: int = 0  # utterances recognised so far (the `seq` of "heard" records)
     _player: asyncio.Task | None = None  # plays the agent's audio; restarted on barge-in
 
     # --- called by the transport ---
     async def start(self) -> None:
+        self._may_play.set()
         await self.engines.records.started(self.call_id, self.transport_name)
         metrics.ACTIVE_CALLS.inc()
         self._player = asyncio.create_task(self._play())
@@ -160,23 +167,30 @@ class CallSession:
         size, pending = frame_bytes(rate), b""
         recognizer: UtteranceRecognizer | None = None
         batch, batch_bytes = b"", frame_bytes(rate, ASR_BATCH_MS)
+        partial_at = 0.0
         try:
             while True:
                 pending += await self._inbound.get()
                 while len(pending) >= size:
                     frame, pending = pending[:size], pending[size:]
+                    endpointer.digits_mode = self.flow.expects_digits  # longer pauses while digits are read out
                     event = endpointer.feed(frame)
                     if event == "speech_start":
-                        recognizer = self.engines.recognizer.utterance(rate)
+                        recognizer = self.engines.recognizer.utterance(rate, digits=self.flow.expects_digits)
                         batch = endpointer.preroll()
+                        self._onset_at = time.monotonic()
+                        await self._events.put(SpeechOnset(self._onset_at))
                     elif recognizer is not None:
                         batch += frame
                     if recognizer is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
                         self._barge_in_at = time.monotonic()
                         await self._events.put(SpeechStarted(self._barge_in_at))
                     if recognizer is not None and (len(batch) >= batch_bytes or event == "speech_end"):
-                        await asyncio.to_thread(recognizer.accept, batch)
+                        partial = await asyncio.to_thread(recognizer.accept, batch)
                         batch = b""
+                        if partial and event != "speech_end" and time.monotonic() - partial_at > PARTIAL_EVERY_S:
+                            partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
+                            self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
                     if event == "speech_end" and recognizer is not None:
                         self._turn = TurnTimes(speech_end=time.monotonic())
                         transcript = await asyncio.to_thread(_finish, recognizer)
@@ -223,6 +237,13 @@ class CallSession:
                 await self._playback.put(command)
             case StopSpeaking():
                 await self._stop_playback()
+            case PauseSpeaking():
+                self._may_play.clear()
+                await self.transport.clear()  # what the far end buffered is dropped; the player rewinds that much
+                if self._onset_at is not None:
+                    metrics.BARGE_IN.observe(time.monotonic() - self._onset_at)
+            case ResumeSpeaking():
+                self._may_play.set()
             case AskDialogue(text):
                 self._tasks.append(asyncio.create_task(self._ask(text, secret=False)))
             case SendKeys(digits, secret):
@@ -275,21 +296,34 @@ class CallSession:
         await self.engines.records.turn(self.call_id, answer)
 
     async def _play(self) -> None:
-        """Say commands -> speech -> paced 20 ms frames to the caller -> PlaybackFinished."""
-        rate = self.transport.sample_rate
+        """Say commands -> speech -> paced 20 ms frames to the caller -> PlaybackFinished.
+
+        While the agent holds its words (`_may_play` cleared) nothing is sent; on resuming, the frames the far end
+        dropped (sent ahead of real time) are sent again, so the caller hears every word.
+        """
+        rate, frame_s = self.transport.sample_rate, FRAME_MS / 1000
         while True:
             say: Say = await self._playback.get()
             pcm = await self.engines.synthesizer.synthesize_async(say.text, rate)
-            started = time.monotonic()
-            for i, frame in enumerate(frames(pcm, rate)):
+            chunks = list(frames(pcm, rate))
+            i, due = 0, time.monotonic()  # due: when chunk i reaches the caller's ear
+            while i < len(chunks) or time.monotonic() < due:
+                if not self._may_play.is_set():
+                    i = max(0, i - max(0, round((due - time.monotonic()) / frame_s)))  # rewind what was dropped
+                    await self._may_play.wait()
+                    due = time.monotonic()
+                    continue
+                if i == len(chunks):  # all sent: wait until the last of it has been heard (or a hold rewinds it)
+                    await asyncio.sleep(min(frame_s, max(0.0, due - time.monotonic())))
+                    continue
                 if i == 0 and self._turn.speech_end is not None and self._turn.first_audio is None:
                     self._turn.first_audio = time.monotonic()
                     metrics.TURN_GAP.observe(self._turn.first_audio - self._turn.speech_end)
-                await self.transport.send_audio(frame)
-                ahead = started + (i + 1) * FRAME_MS / 1000 - time.monotonic()
+                await self.transport.send_audio(chunks[i])
+                i, due = i + 1, max(due, time.monotonic()) + frame_s
+                ahead = due - time.monotonic()
                 if ahead > PLAYBACK_LEAD_S:
                     await asyncio.sleep(ahead - PLAYBACK_LEAD_S)
-            await asyncio.sleep(max(0.0, started + len(pcm) / 2 / rate - time.monotonic()))
             await self._events.put(PlaybackFinished(say.utterance, time.monotonic()))
 
     async def _stop_playback(self) -> None:
@@ -302,6 +336,8 @@ class CallSession:
         self._tasks.remove(self._player)
         self._player = asyncio.create_task(self._play())
         self._tasks.append(self._player)
+        was_holding = not self._may_play.is_set()
+        self._may_play.set()
         await self.transport.clear()
-        if self._barge_in_at is not None:
-            metrics.BARGE_IN.observe(time.monotonic() - self._barge_in_at)
+        if self._onset_at is not None and not was_holding:
+            metrics.BARGE_IN.observe(time.monotonic() - self._onset_at)

@@ -64,9 +64,11 @@ def cer(reference: str, hypothesis: str) -> float:
     return row[len(hyp)] / max(len(ref), 1)
 
 
-def recognise(recognizer: VoskRecognizer | WhisperRecognizer, pcm: bytes, rate: int) -> Transcript:
-    """Feed `pcm` in 20 ms frames, as a call does, and finish."""
-    utterance = recognizer.utterance(rate)
+def recognise(
+    recognizer: VoskRecognizer | WhisperRecognizer, pcm: bytes, rate: int, *, digits: bool = False
+) -> Transcript:
+    """Feed `pcm` in 20 ms frames, as a call does (with the dialogue expecting digits or not), and finish."""
+    utterance = recognizer.utterance(rate, digits=digits)
     try:
         for frame in frames(pcm, rate):
             utterance.accept(frame)
@@ -100,7 +102,7 @@ def whisper_16k(whisper: WhisperRecognizer) -> dict[str, tuple[Transcript, float
     for entry in BY_KIND["intent"] + BY_KIND["id_number"] + BY_KIND["backchannel"]:
         pcm, rate = read_wav(entry["file"])
         start = time.perf_counter()
-        transcript = recognise(whisper, pcm, rate)
+        transcript = recognise(whisper, pcm, rate, digits=entry["kind"] == "id_number")
         results[entry["file"]] = (transcript, len(pcm) / 2 / rate, time.perf_counter() - start)
         spent = results[entry["file"]][2]
         error = cer(entry["text"], transcript.text)

@@ -11,9 +11,12 @@ from voice_gateway.call import (
     HandOver,
     HangUp,
     KeyPressed,
+    PauseSpeaking,
     PlaybackFinished,
+    ResumeSpeaking,
     Say,
     SendKeys,
+    SpeechOnset,
     SpeechStarted,
     StopSpeaking,
     Tick,
@@ -182,3 +185,48 @@ def test_a_caller_waiting_for_a_person_hears_how_many_are_ahead() -> None:
     prompts = CallFlow().prompts
     assert prompts.queue_position(1).startswith("您是下一位")
     assert "前面还有2位" in prompts.queue_position(3)
+
+
+def speaking() -> CallFlow:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 4.0))
+    flow.handle(answered("很长的一段回答。"))
+    return flow
+
+
+def test_the_agent_holds_its_words_at_the_first_sound_and_resumes_after_a_backchannel() -> None:
+    flow = speaking()
+    assert flow.handle(SpeechOnset(5.0)) == [PauseSpeaking()]
+    assert flow.handle(SpeechOnset(5.1)) == []  # already holding
+    assert flow.handle(UtteranceRecognised("嗯", 0.9, 5.8)) == [ResumeSpeaking()]
+    assert flow.state is CallState.SPEAKING
+    assert flow.handle(SpeechOnset(6.0)) == [PauseSpeaking()]
+    assert flow.handle(UtteranceRecognised("", 0.0, 6.5)) == [ResumeSpeaking()]  # a cough
+
+
+def test_a_real_interruption_after_the_hold_stops_the_agent() -> None:
+    flow = speaking()
+    assert flow.handle(SpeechOnset(5.0)) == [PauseSpeaking()]
+    assert flow.handle(SpeechStarted(5.5)) == [StopSpeaking()]
+    assert flow.state is CallState.INTERRUPTED
+    assert flow.handle(UtteranceRecognised("我要转人工", 0.9, 6.0)) == [AskDialogue("我要转人工")]
+
+
+def test_a_short_real_request_during_the_hold_takes_the_turn() -> None:
+    flow = speaking()
+    flow.handle(SpeechOnset(5.0))
+    assert flow.handle(UtteranceRecognised("不对", 0.9, 5.6)) == [StopSpeaking(), AskDialogue("不对")]
+
+
+def test_a_notice_is_not_held_for_a_sound() -> None:
+    flow = CallFlow(recording_notice=True)
+    flow.handle(CallStarted(0.0))
+    assert flow.handle(SpeechOnset(1.0)) == []
+
+
+def test_digits_are_expected_while_the_dialogue_collects_them() -> None:
+    flow = greeted()
+    assert not flow.expects_digits
+    flow.handle(UtteranceRecognised("我要挂失", 0.9, 4.0))
+    flow.handle(answered("请说出或按键输入身份证号。", collect_digits={"max_digits": 18, "star_means": "X"}))
+    assert flow.expects_digits
