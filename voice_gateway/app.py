@@ -29,7 +29,7 @@ from voice_gateway.call import CallFlow, Timing
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.records import CallRecords
 from voice_gateway.session import CallSession, Engines
-from voice_gateway.transports import pcm, twilio
+from voice_gateway.transports import pcm, sip, twilio
 from voice_gateway.transports.common import CloseCode
 
 log = logging.getLogger("hotline.gateway")
@@ -51,6 +51,8 @@ class GatewayConfig:
     no_input_s: float = field(default_factory=lambda: float(os.environ.get("HOTLINE_NO_INPUT_S", "8")))
     # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
     end_silence_ms: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_END_SILENCE_MS", "600")))
+    sip_host: str = field(default_factory=lambda: os.environ.get("HOTLINE_SIP_HOST", ""))  # "": same as host
+    sip_port: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_SIP_PORT", "5060")))  # 0: no SIP
 
 
 def twilio_signature(auth_token: str, url: str) -> str:
@@ -126,10 +128,17 @@ class Gateway:
             ping_timeout=20,
         ) as server:
             log.info("gateway listening on %s:%d", self.config.host, self.config.port)
+            sip_server = None
+            if self.config.sip_port:  # SIP/RTP callers (PBX, trunk, softphone): voice_gateway/transports/sip.py
+                settings = sip.SipSettings.from_env(self.config.sip_host or self.config.host, self.config.sip_port)
+                sip_server = sip.SipServer(self, settings)
+                await sip_server.start()
             await stop
             server.close()
             for session in list(self.sessions.values()):
                 await session.close("gateway_stopping")
+            if sip_server is not None:
+                await sip_server.stop()
 
 
 def _bearer(headers: Headers) -> str:
