@@ -1,7 +1,7 @@
 """The voice gateway service: WebSocket media endpoints, health and metrics, one CallSession per call.
 
-Endpoints: /twilio (Twilio Media Streams), /pcm (raw linear PCM), GET /healthz, GET /metrics. Run with
-`python -m voice_gateway.app` (what `hotline up` does).
+Endpoints: /twilio (Twilio Media Streams), /pcm (raw linear PCM), GET /phone (the browser softphone, WebRTC
+signalled on /phone/ws), GET /healthz, GET /metrics. Run with `python -m voice_gateway.app` (what `hotline up` does).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from voice_gateway.call import CallFlow, Timing
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.records import CallRecords
 from voice_gateway.session import CallSession, Engines
-from voice_gateway.transports import pcm, sip, twilio
+from voice_gateway.transports import pcm, sip, twilio, webrtc
 from voice_gateway.transports.common import CloseCode
 
 log = logging.getLogger("hotline.gateway")
@@ -87,8 +87,13 @@ class Gateway:
             response = connection.respond(HTTPStatus.OK, prometheus_client.generate_latest().decode())
             response.headers["Content-Type"] = prometheus_client.CONTENT_TYPE_LATEST
             return response
-        if path not in ("/twilio", "/pcm"):
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found: /twilio, /pcm, /healthz, /metrics\n")
+        if path == "/phone":  # the browser softphone; its signalling socket is /phone/ws
+            if not self.authenticated(request):
+                metrics.REFUSED.labels("unauthenticated").inc()
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized: open /phone?token=...\n")
+            return webrtc.page_response(connection)
+        if path not in ("/twilio", "/pcm", "/phone/ws"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found: /twilio, /pcm, /phone, /healthz, /metrics\n")
         return None
 
     def authenticated(self, request: Request) -> bool:
@@ -114,7 +119,7 @@ class Gateway:
             metrics.REFUSED.labels("full").inc()
             await ws.close(CloseCode.TRY_AGAIN, "gateway full, try again later")
             return
-        await (twilio.handle if path == "/twilio" else pcm.handle)(ws, self)
+        await {"/twilio": twilio.handle, "/phone/ws": webrtc.handle}.get(path, pcm.handle)(ws, self)
 
     async def serve_forever(self, stop: asyncio.Future) -> None:
         async with serve(
