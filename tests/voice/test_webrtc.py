@@ -12,13 +12,14 @@ import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import av
 import numpy as np
 import pytest
 import redis
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from playwright.async_api import Browser, Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
@@ -46,8 +47,8 @@ class NoCallsGateway:
 
 
 @contextlib.asynccontextmanager
-async def softphone_server(timeout_s: float = 1.5) -> AsyncIterator[tuple[str, NoCallsGateway]]:
-    gateway = NoCallsGateway()
+async def softphone_server(timeout_s: float = 1.5, gateway: Any = None) -> AsyncIterator[tuple[str, Any]]:
+    gateway = gateway or NoCallsGateway()
     settings = WebRtcSettings(timeout_s=timeout_s, addresses=("127.0.0.1",))
     webrtc.offer_host_candidates(settings.addresses)  # the test's own peer offers loopback too
     try:
@@ -124,6 +125,116 @@ async def test_a_peer_that_connects_but_sends_no_audio_is_cleaned_up_after_the_t
     assert "connected" in states  # ICE and DTLS on loopback worked; only the caller's audio never came
     assert code == 1002 and reason.startswith("timeout"), reason
     assert not gateway.sessions and not webrtc.PEERS
+
+
+class FakePubSub:
+    """The `hotline:events` subscription: one event for this call, one for another call."""
+
+    def __init__(self, gateway: ScriptedGateway) -> None:
+        self.gateway = gateway
+        self.closed = False
+
+    async def subscribe(self, channel: str) -> None:
+        assert channel == "hotline:events"
+
+    async def listen(self) -> AsyncIterator[dict[str, Any]]:
+        yield {"type": "subscribe", "data": 1}
+        while not (self.gateway.sessions and self.gateway.sessions[0].started):
+            await asyncio.sleep(0.01)
+        for call in ("webrtc-someone-else", self.gateway.sessions[0].call_id):
+            yield {
+                "type": "message",
+                "data": json.dumps({"call": call, "event": "turn", "kind": "answer", "bot": call}),
+            }
+        await asyncio.Future()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class ScriptedSession:
+    """Says a tone, waits for a key, then hangs up the way CallSession does: close, then the transport's hang_up."""
+
+    call_id: str
+    transport: Any
+    heard_bytes: int = 0
+    keys: list[str] = field(default_factory=list)
+    closed: str | None = None
+    started: bool = False
+
+    async def start(self) -> None:
+        self.started = True
+        self._script = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        tone = (np.sin(np.arange(320) * 2 * math.pi * 400 / 16000) * 8000).astype("<i2").tobytes()
+        for _ in range(50):
+            await self.transport.send_audio(tone)
+            await asyncio.sleep(0.02)
+        async with asyncio.timeout(5):
+            while not self.keys:
+                await asyncio.sleep(0.02)
+        await self.close("done")
+        await self.transport.hang_up("done")
+
+    def audio(self, pcm: bytes) -> None:
+        self.heard_bytes += len(pcm)
+
+    def key(self, key: str) -> None:
+        self.keys.append(key)
+
+    async def close(self, reason: str) -> None:
+        self.closed = self.closed or reason
+
+
+class ScriptedGateway:
+    def __init__(self) -> None:
+        self.sessions: list[ScriptedSession] = []
+        self.events = FakePubSub(self)
+        self.engines = SimpleNamespace(records=SimpleNamespace(redis=SimpleNamespace(pubsub=lambda: self.events)))
+
+    def new_session(self, call_id: str, transport: object, name: str) -> ScriptedSession:
+        assert name == "webrtc" and transport.sample_rate == 16000  # type: ignore[attr-defined]
+        self.sessions.append(ScriptedSession(call_id, transport))
+        return self.sessions[-1]
+
+
+async def test_a_call_in_process_audio_both_ways_keys_events_and_the_agent_hanging_up() -> None:
+    gateway = ScriptedGateway()
+    async with softphone_server(timeout_s=5, gateway=gateway) as (url, _), connect(url) as ws:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(AudioStreamTrack())  # the caller: silence, but real Opus packets
+        heard: list[float] = []
+        readers: list[asyncio.Future] = []
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            async def read() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        heard.append(float(np.abs((await track.recv()).to_ndarray()).max()))
+
+            readers.append(asyncio.ensure_future(read()))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+        await pc.setRemoteDescription(RTCSessionDescription(json.loads(await ws.recv())["sdp"], "answer"))
+        call = json.loads(await ws.recv())
+        assert call["type"] == "call" and call["call"].startswith("webrtc-")
+        assert call["ms"]["offer"] <= call["ms"]["answer"] <= call["ms"]["media"]
+        await asyncio.sleep(1.2)  # the agent's tone plays
+        for digit in ("55", "x", "5"):  # only real keypad keys reach the session
+            await ws.send(json.dumps({"type": "dtmf", "digit": digit}))
+        code, reason, messages = await _closed(ws)
+        await pc.close()
+    [session] = gateway.sessions
+    assert [m["event"]["bot"] for m in messages if m["type"] == "event"] == [call["call"]]
+    assert messages[-1] == {"type": "hangup", "reason": "done"} and (code, reason) == (1000, "hangup: done")
+    assert session.keys == ["5"] and session.closed == "done"
+    assert session.heard_bytes > 16000 and session.heard_bytes % 2 == 0  # > 0.5 s of caller audio at 16 kHz
+    assert max(heard) > 2000, "the agent's tone did not arrive"
+    assert gateway.events.closed and not webrtc.PEERS
 
 
 async def test_agent_voice_plays_queued_frames_in_real_time_then_silence() -> None:
@@ -208,7 +319,8 @@ STATS_JS = """async () => {
   (await window.phone.pc.getStats()).forEach((r) => {
     if (r.type === "inbound-rtp" && r.kind === "audio") out.inbound = {
       packetsReceived: r.packetsReceived, packetsLost: r.packetsLost, jitter: r.jitter,
-      totalAudioEnergy: r.totalAudioEnergy, totalSamplesDuration: r.totalSamplesDuration};
+      totalAudioEnergy: r.totalAudioEnergy, totalSamplesDuration: r.totalSamplesDuration,
+      jitterBufferMs: r.jitterBufferDelay / r.jitterBufferEmittedCount * 1000};
     if (r.type === "outbound-rtp" && r.kind === "audio") out.outbound = {packetsSent: r.packetsSent};
     if (r.type === "candidate-pair" && r.nominated) out.rttMs = r.currentRoundTripTime * 1000;
   });
@@ -258,9 +370,9 @@ async def test_a_browser_call_is_heard_answered_keyed_and_hung_up(gateway: Voice
     said = [text for kind, text in rows if kind == "caller"]
     answered = [text for kind, text in rows[[k for k, _ in rows].index("caller") :] if kind == "agent"]
     stats = await page.evaluate(STATS_JS)
-    print(json.dumps({"call": call_id, "transcript": rows, "stats": stats}, ensure_ascii=False, indent=1))
-    assert any("退休" in text for text in said), rows
     turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(call_id)
+    print(json.dumps({"call": call_id, "transcript": rows, "stats": stats, "turns": turns}, ensure_ascii=False))
+    assert any("退休" in text for text in said), rows
     answer = next(t for t in turns if t.get("kind") == "answer" and t.get("after") == "speech")
     assert answer["intent"] == "retirement_age", turns
     assert answered[0] == answer["bot"]

@@ -251,11 +251,11 @@ class WebRtcCall:
             call_id = f"{NAME}-{uuid.uuid4().hex[:12]}"
             await self._follow(call_id)
             self.session = self.gateway.new_session(call_id, self, NAME)
-            await self.session.start()
-            metrics.CALLS.labels(NAME).inc()
             timings = {k: round((v - self.times["socket"]) * 1000, 1) for k, v in self.times.items()}
             log.info("call %s connected: %s ms", call_id, timings)
-            await self._send({"type": "call", "call": call_id, "ms": timings})
+            await self._send({"type": "call", "call": call_id, "ms": timings})  # before any event of the call
+            await self.session.start()
+            metrics.CALLS.labels(NAME).inc()
             reason = await self._until_over()
         except TimeoutError:
             reason = "timeout"
