@@ -29,7 +29,7 @@ from tests.voice.conftest import VoiceGateway, first
 from voice_gateway.audio import rms_dbfs
 from voice_gateway.records import CallRecords
 from voice_gateway.transports import webrtc
-from voice_gateway.transports.webrtc import AgentVoice, CallerAudio, WebRtcSettings
+from voice_gateway.transports.webrtc import AgentVoice, CallerAudio, WebRtcSettings, reachable_candidates
 
 CHROMIUM = "/usr/bin/chromium"
 LEAD_SILENCE_S = 6.0  # the caller lets the greeting finish, asks once, then stays quiet
@@ -235,6 +235,18 @@ async def test_a_call_in_process_audio_both_ways_keys_events_and_the_agent_hangi
     assert session.heard_bytes > 16000 and session.heard_bytes % 2 == 0  # > 0.5 s of caller audio at 16 kHz
     assert max(heard) > 2000, "the agent's tone did not arrive"
     assert gateway.events.closed and not webrtc.PEERS
+
+
+def test_a_loopback_gateway_drops_candidates_it_cannot_reach() -> None:
+    offer = "".join(
+        f"a=candidate:{i} 1 udp 2122260223 {address} 5000{i} typ host generation 0\r\n"
+        for i, address in enumerate(["127.0.0.1", "192.0.2.2", "fd00::2", "::1", "0f1e2d3c.local"])
+    )
+    offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" + offer
+    kept = reachable_candidates(offer, ("127.0.0.1",))
+    assert [line.split()[4] for line in kept.splitlines() if line.startswith("a=candidate")] == ["127.0.0.1", "::1"]
+    assert kept.startswith("v=0\r\nm=audio") and kept.endswith("\r\n")
+    assert reachable_candidates(offer, None) == offer == reachable_candidates(offer, ("192.0.2.2",))
 
 
 async def test_agent_voice_plays_queued_frames_in_real_time_then_silence() -> None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fractions
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ from voice_gateway.records import EVENTS
 from voice_gateway.transports.common import CloseCode, ProtocolViolation
 
 log = logging.getLogger("hotline.webrtc")
+logging.getLogger("aioice.ice").setLevel(logging.WARNING)  # every candidate pair of every call, at INFO
 NAME = "webrtc"
 RATE = 16000  # what the session hears and speaks
 KEYS = "0123456789*#"
@@ -184,6 +186,21 @@ class CallerAudio:
         return array_to_pcm(self._resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32)))
 
 
+def _loopback(address: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(address).is_loopback
+    return False
+
+
+def reachable_candidates(sdp: str, addresses: tuple[str, ...] | None) -> str:
+    """The offer without candidates a loopback-only gateway cannot reach (the browser's LAN and mDNS addresses)."""
+    if addresses is None or not all(_loopback(a) for a in addresses):
+        return sdp
+    lines = sdp.split("\r\n") if "\r\n" in sdp else sdp.split("\n")
+    kept = [x for x in lines if not x.startswith("a=candidate:") or _loopback((x.split() + [""] * 5)[4])]
+    return "\r\n".join(kept)
+
+
 def _message(raw: str | bytes) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raise ProtocolViolation(CloseCode.UNSUPPORTED, "binary messages are not used here: media goes over WebRTC")
@@ -292,7 +309,7 @@ class WebRtcCall:
         if message.get("type") != "offer" or not isinstance(sdp, str):
             raise ProtocolViolation(CloseCode.PROTOCOL, 'the first message must be {"type": "offer", "sdp": "..."}')
         self.times["offer"] = time.monotonic()
-        return RTCSessionDescription(sdp=sdp, type="offer")
+        return RTCSessionDescription(sdp=reachable_candidates(sdp, self.settings.addresses), type="offer")
 
     async def _answer(self, offer: RTCSessionDescription) -> None:
         offer_host_candidates(self.settings.addresses)
