@@ -4,6 +4,10 @@ It reuses `SimulatedCaller.run` (turns, timings, reports) and only swaps the wir
 SIP user agent client on its own UDP sockets (one for SIP, one for RTP), so many callers share one process and
 one event loop. Keys go as RFC 4733 telephone-events (or SIP INFO with `dtmf="info"`). A BYE from the gateway
 ends the call with `close_reason` "hangup: <reason>", as the WebSocket callers report it.
+
+The gateway's RTP stream is continuous (digital silence between the agent's words); packets of pure digital
+silence are not counted as heard audio, so reports mean what they mean over the WebSocket wires, where nothing is
+sent between the agent's words.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from voice_gateway.transports.sip import T1, T2, session_name
 
 INVITE_TIMEOUT_S = 10.0
 PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
+SILENCE = {"PCMU": b"\xff\x7f", "PCMA": b"\xd5\x55"}  # G.711 codes of digital silence (+0 and -0)
 DTMF_TYPE = 101
 
 
@@ -273,7 +278,7 @@ class SipConnection:
             packet = parse_rtp(data)
         except RtpError:
             return
-        if packet.payload_type == self.payload_type and packet.payload:
+        if packet.payload_type == self.payload_type and packet.payload.strip(SILENCE[self.codec]):
             self.on_audio(decode(self.codec, packet.payload))
 
 

@@ -224,3 +224,60 @@ async def test_rtp_from_another_address_is_ignored() -> None:
             await asyncio.sleep(0.1)
             assert sip.RTP_WRONG_SOURCE._value.get() - before == 10
             assert rms_dbfs(bytes(session.heard)) == float("-inf")  # only the stall filler: silence
+
+
+async def test_a_call_over_tcp() -> None:
+    gateway = StubGateway()
+    port = _free_port()
+    server = SipServer(gateway, SipSettings(host="127.0.0.1", port=port, tcp=True))
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    me = writer.get_extra_info("sockname")[1]
+
+    async def ask(message: str) -> list[str]:
+        writer.write(message.encode())
+        await writer.drain()
+        lines = []
+        async with asyncio.timeout(3):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                length = int(next((h.split(":")[1] for h in head.split("\r\n") if h.startswith("Content-Length")), 0))
+                await reader.readexactly(length)
+                lines.append(head)
+                if not head.startswith("SIP/2.0 1"):
+                    return lines
+
+    def request(method: str, cseq: int, to_tag: str = "", body: str = "") -> str:
+        head = (
+            f"{method} sip:12333@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{me};branch=z9hG4bKtcp{cseq}\r\n"
+            f"From: <sip:a@127.0.0.1>;tag=tcp1\r\nTo: <sip:12333@127.0.0.1>{to_tag}\r\nCall-ID: over-tcp\r\n"
+            f"CSeq: {cseq} {method}\r\nContent-Length: {len(body)}\r\n"
+        )
+        return head + ("Content-Type: application/sdp\r\n" if body else "") + "\r\n" + body
+
+    try:
+        assert (await ask(request("OPTIONS", 1)))[-1].startswith("SIP/2.0 200 OK")
+        sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n"
+        answer = (await ask(request("INVITE", 2, body=sdp)))[-1]
+        assert answer.startswith("SIP/2.0 200 OK") and "transport=tcp" in answer
+        to_tag = ";tag=" + next(h for h in answer.split("\r\n") if h.startswith("To:")).split(";tag=")[1]
+        writer.write(request("ACK", 2, to_tag).encode())
+        assert (await ask(request("BYE", 3, to_tag)))[-1].startswith("SIP/2.0 200 OK")
+        await _until(lambda: "sip-over-tcp" in gateway.closed)
+        assert (await ask("HELLO\r\n\r\n"))[-1].startswith("SIP/2.0 400 Malformed Request-Line")
+    finally:
+        writer.close()
+        await server.stop()
+
+
+async def test_stopping_the_server_hangs_up_its_calls() -> None:
+    gateway = StubGateway()
+    port = _free_port()
+    server = SipServer(gateway, SipSettings(host="127.0.0.1", port=port, tcp=False))
+    await server.start()
+    caller = SipCaller(f"sip:12333@127.0.0.1:{port}")
+    async with caller._connect() as conn:
+        await caller._open(conn)
+        await server.stop()
+        await _until(conn.ended.is_set)
+        assert conn.close_reason == "hangup: gateway_stopping"

@@ -52,6 +52,7 @@ log = logging.getLogger("hotline.sip")
 
 SERVER = "hotline-gateway"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
+KNOWN_METHODS = {*ALLOW.split(", "), "REFER", "REGISTER", "SUBSCRIBE", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 T1, T2, TIMER_H = 0.5, 4.0, 32.0  # RFC 3261 timers (s): retransmit doubling from T1 to T2, give up after 64*T1
 MAX_MESSAGE_BYTES = 64 * 1024
 OUT_QUEUE_FRAMES = 50  # 1 s of agent audio; the session keeps at most ~100 ms queued
@@ -629,6 +630,7 @@ class SipServer:
         self._tcp: asyncio.Server | None = None
         self._pending: dict[str, asyncio.Future[int]] = {}  # our requests, by Via branch
         self._tasks: set[asyncio.Task] = set()
+        self._connections: set[asyncio.StreamWriter] = set()  # TCP peers
 
     @property
     def advertised_ip(self) -> str:
@@ -662,6 +664,11 @@ class SipServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._tcp is not None:
             self._tcp.close()
+            for writer in list(self._connections):
+                writer.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._tcp.wait_closed()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
 
@@ -674,6 +681,7 @@ class SipServer:
     async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         addr, channel = (str(peer[0]), int(peer[1])), TcpChannel(writer)
+        self._connections.add(writer)
         try:
             while (data := await read_tcp_message(reader)) is not None:
                 self._received(data, addr, channel)
@@ -683,6 +691,7 @@ class SipServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._connections.discard(writer)
             writer.close()
 
     # --- incoming ---
@@ -697,6 +706,8 @@ class SipServer:
             log.warning("SIP from %s: 400 %s", addr[0], exc)
             if self.settings.admits(addr[0]):
                 answer = bare_response(data, 400, str(exc))
+                if answer is None and channel.reliable:  # a connection routes the answer by itself
+                    answer = f"SIP/2.0 400 {exc}\r\nServer: {SERVER}\r\nContent-Length: 0\r\n\r\n".encode()
                 if answer is not None:
                     channel.send(answer, addr)
             return
@@ -787,12 +798,10 @@ class SipServer:
         try:
             offer = negotiate(request.text)
         except SdpError as exc:
-            SIP_REQUESTS.labels("INVITE", "400").inc()
             log.warning("SIP INVITE from %s: bad SDP: %s", addr[0], exc)
             self.respond(request, addr, channel, 400, f"Bad SDP: {exc}")
             return
         except NoCommonCodec as exc:
-            SIP_REQUESTS.labels("INVITE", "488").inc()
             log.warning("SIP INVITE from %s: 488 %s", addr[0], exc)
             warning = {"Warning": f'305 {SERVER} "{_ascii(str(exc))}"'}
             self.respond(request, addr, channel, 488, f"Not Acceptable Here ({_ascii(str(exc), 60)})", warning)
@@ -942,7 +951,8 @@ class SipServer:
         *,
         contact: bool = False,
     ) -> bytes:
-        SIP_REQUESTS.labels(request.method.upper()[:12], str(status)).inc()
+        method = request.method.upper()
+        SIP_REQUESTS.labels(method if method in KNOWN_METHODS else "other", str(status)).inc()
         response = SipResponse(status_code=status, reason_phrase=_ascii(reason))
         for via in request.headers.get("via"):
             response.headers.append("Via", via)
