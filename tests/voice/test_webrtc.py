@@ -112,6 +112,20 @@ async def test_a_peer_that_never_completes_ice_is_cleaned_up_after_the_timeout()
     assert not gateway.sessions and not webrtc.PEERS
 
 
+async def test_a_page_that_goes_while_connecting_is_cleaned_up_at_once() -> None:
+    async with softphone_server(timeout_s=10) as (url, gateway):
+        async with connect(url) as ws:
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            sdp = await _offer(pc, "sendrecv")
+            await ws.send(json.dumps({"type": "offer", "sdp": sdp.replace("a=candidate", "a=x-candidate")}))
+            assert json.loads(await ws.recv())["type"] == "answer" and webrtc.PEERS
+        await pc.close()
+        async with asyncio.timeout(2):  # not the 10 s timeout: the closed socket ends it
+            while webrtc.PEERS:
+                await asyncio.sleep(0.05)
+    assert not gateway.sessions
+
+
 async def test_a_peer_that_connects_but_sends_no_audio_is_cleaned_up_after_the_timeout() -> None:
     async with softphone_server(timeout_s=2.0) as (url, gateway), connect(url) as ws:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -310,7 +324,6 @@ async def chromium(caller_wav: Path) -> AsyncIterator[Browser]:
                 "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={caller_wav}",
                 "--allow-loopback-in-peer-connection",
-                "--autoplay-policy=no-user-gesture-required",
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",

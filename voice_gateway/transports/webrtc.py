@@ -26,6 +26,7 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from aiortc.mediastreams import MediaStreamError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
+from websockets.protocol import State
 
 from voice_gateway import metrics
 from voice_gateway.audio import array_to_pcm, frame_bytes
@@ -213,9 +215,9 @@ def _message(raw: str | bytes) -> dict[str, Any]:
     return message
 
 
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until any of `events` is set."""
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
+async def _first(*awaitables: Awaitable[Any]) -> None:
+    """Wait until any of `awaitables` is done; cancel the others."""
+    waits = [asyncio.ensure_future(a) for a in awaitables]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -262,7 +264,9 @@ class WebRtcCall:
             async with asyncio.timeout(self.settings.timeout_s):
                 offer = await self._offer()
                 await self._answer(offer)
-                await _first(self._media, self._failed)
+                await _first(self._media.wait(), self._failed.wait(), self.ws.wait_closed())
+            if self.ws.state is State.CLOSED:
+                raise ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)  # the page went while connecting
             if not self._media.is_set():
                 raise ProtocolViolation(CloseCode.PROTOCOL, "the media connection failed (ICE/DTLS)")
             call_id = f"{NAME}-{uuid.uuid4().hex[:12]}"
