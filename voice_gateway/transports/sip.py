@@ -830,9 +830,8 @@ class SipServer:
             _, call.media = await loop.create_datagram_endpoint(
                 lambda: RtpStream(call, call.offer), local_addr=(self.settings.host, 0)
             )
-            session = self.gateway.new_session(call.name, call, "sip")
+            session = call.session = self.gateway.new_session(call.name, call, "sip")
             await session.start()
-            call.session = session
             metrics.CALLS.labels("sip").inc()
             if call.state != "proceeding":  # cancelled while the session started
                 await session.close("caller_cancelled")
