@@ -381,6 +381,7 @@ async def test_a_browser_call_is_heard_answered_keyed_and_hung_up(gateway: Voice
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text))
     await page.goto(_phone_url(gateway))
+    calls_before = _health(gateway)["calls"]
     await page.click("#call")
     call_id = await _until(page, "() => window.phone.callId", 15)
     assert call_id.startswith("webrtc-")
@@ -415,7 +416,7 @@ async def test_a_browser_call_is_heard_answered_keyed_and_hung_up(gateway: Voice
     await _wait_for(lambda: r.hget(f"hotline:call:{call_id}", "state") == b"ended", 10, "the call did not end")
     assert r.hget(f"hotline:call:{call_id}", "reason") == b"caller_hung_up"
     assert call_id.encode() not in r.smembers("hotline:calls:active")
-    await _wait_for(lambda: _health(gateway)["calls"] == 0, 5, "the call was not forgotten")
+    await _wait_for(lambda: _health(gateway)["calls"] <= calls_before, 5, "the call was not forgotten")
     assert await page.is_enabled("#call") and not await page.is_enabled("#hangup")
     assert not [m for m in console if "error" in m.lower()], console
     await page.close()
