@@ -237,6 +237,9 @@ async def test_a_call_in_process_audio_both_ways_keys_events_and_the_agent_hangi
         call = json.loads(await ws.recv())
         assert call["type"] == "call" and call["call"].startswith("webrtc-")
         assert call["ms"]["offer"] <= call["ms"]["answer"] <= call["ms"]["media"]
+        async with connect(url) as bad:  # a broken caller meanwhile gets its close; this call carries on
+            await bad.send("not json")
+            assert (await _closed(bad))[0] == 1007
         await asyncio.sleep(1.2)  # the agent's tone plays
         for digit in ("55", "x", "5"):  # only real keypad keys reach the session
             await ws.send(json.dumps({"type": "dtmf", "digit": digit}))
