@@ -43,7 +43,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from voice_gateway import metrics
-from voice_gateway.audio import array_to_pcm, frame_bytes
+from voice_gateway.audio import FRAME_MS, array_to_pcm, frame_bytes
 from voice_gateway.records import EVENTS
 from voice_gateway.transports.common import CloseCode, ProtocolViolation
 
@@ -302,7 +302,7 @@ class WebRtcCall:
                     "call %s: %.1f s of caller audio in, %.1f s of agent audio out",
                     self.session.call_id,
                     self.caller_audio_s,
-                    self.voice.frames_sent * 0.02,
+                    self.voice.frames_sent * FRAME_MS / 1000,
                 )
             await self._close_peer()
             await self.ws.close(CloseCode.NORMAL)
