@@ -25,7 +25,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from voice_gateway import metrics
-from voice_gateway.call import CallFlow, Timing
+from voice_gateway.call import CallFlow, Prompts, Timing
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.records import CallRecords
 from voice_gateway.session import CallSession, Engines
@@ -81,7 +81,13 @@ class Gateway:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
-            body = {"status": "ok", "calls": len(self.sessions), "asr": self.engines.recognizer.info.__dict__}
+            body = {
+                "status": "ok",
+                "calls": len(self.sessions),
+                "asr": self.engines.recognizer.info.__dict__,
+                "end_silence_ms": self.config.end_silence_ms,
+                "pid": os.getpid(),
+            }
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
         if path == "/metrics":
             response = connection.respond(HTTPStatus.OK, prometheus_client.generate_latest().decode())
@@ -158,8 +164,9 @@ def load_engines(config: GatewayConfig) -> Engines:
     from voice_gateway.vad import Endpointer, WebRtcVad
 
     recognizer = make_recognizer(config.asr_engine)
-    recognizer.warm_up()
     synthesizer = EspeakSynthesizer()
+    speech = synthesizer.synthesize(Prompts().still_there + Prompts().dialogue_down, 16000)  # real speech warms best
+    recognizer.warm_up(speech=speech, count=int(os.environ.get("HOTLINE_ASR_WARM", "4")))
     redis = Redis.from_url(config.redis_url)
     return Engines(
         recognizer=recognizer,

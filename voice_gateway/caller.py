@@ -36,6 +36,7 @@ class Turn:
     barge_in: bool = False  # start speaking this long after the agent starts its answer (seconds), not after it ends
     barge_in_after_s: float = 1.0
     wait_s: float | None = None  # say nothing for this long, listening
+    pause_s: float = 0.0  # think this long after the agent has finished before speaking
 
 
 @dataclass
@@ -58,6 +59,23 @@ class CallReport:
     turns: list[TurnReport] = field(default_factory=list)
     ended_by: str = ""
     heard_wav: str | None = None
+
+
+def leading_silence_s(pcm: bytes, rate: int, floor_dbfs: float = -40.0) -> float:
+    """How long `pcm` stays quieter than `floor_dbfs` before the first voiced 20 ms frame."""
+    for i, frame in enumerate(frames(pcm, rate)):
+        if rms_dbfs(frame) > floor_dbfs:
+            return i * FRAME_MS / 1000
+    return len(pcm) / 2 / rate
+
+
+def trailing_silence_s(pcm: bytes, rate: int, floor_dbfs: float = -40.0) -> float:
+    """How long `pcm` stays quieter than `floor_dbfs` after its last voiced 20 ms frame."""
+    chunks = list(frames(pcm, rate))
+    for i, frame in enumerate(reversed(chunks)):
+        if rms_dbfs(frame) > floor_dbfs:
+            return i * FRAME_MS / 1000
+    return len(pcm) / 2 / rate
 
 
 def read_wav(path: Path, rate: int = RATE) -> bytes:
@@ -96,12 +114,13 @@ class SimulatedCaller:
             tasks = [asyncio.create_task(self._receive(ws)), asyncio.create_task(self._microphone(ws))]
             try:
                 started = time.monotonic()
-                await self._agent_turn(max_wait_s)
+                await self._agent_turn(max_wait_s, started_only=bool(turns) and turns[0].barge_in)
                 report.greeting_s = round(time.monotonic() - started, 3)
-                for turn in turns:
+                for n, turn in enumerate(turns):
                     if self._closed.is_set():
                         break
-                    report.turns.append(await self._caller_turn(ws, turn, max_wait_s))
+                    barge_next = n + 1 < len(turns) and turns[n + 1].barge_in  # speak over this turn's answer
+                    report.turns.append(await self._caller_turn(ws, turn, max_wait_s, barge_next))
                 if not self._closed.is_set():
                     await self._stop(ws)
             finally:
@@ -111,7 +130,7 @@ class SimulatedCaller:
         report.ended_by = self.close_reason or "caller"
         return report
 
-    async def _caller_turn(self, ws: Any, turn: Turn, max_wait_s: float) -> TurnReport:
+    async def _caller_turn(self, ws: Any, turn: Turn, max_wait_s: float, barge_next: bool = False) -> TurnReport:
         if turn.wait_s is not None:
             heard_from = len(self.heard)
             await asyncio.sleep(turn.wait_s)
@@ -130,16 +149,18 @@ class SimulatedCaller:
                 await self._wait_agent_speaking(max_wait_s)
                 await asyncio.sleep(turn.barge_in_after_s)
                 self._clear_at = None
-                speech_start = time.monotonic()
+                speech_start = time.monotonic() + leading_silence_s(pcm, self.rate)  # the first voiced frame
+            elif turn.pause_s:
+                await asyncio.sleep(turn.pause_s)
             for frame in frames(pcm, self.rate):
                 await self._speech.put(frame)
             await self._speech.join()
-            ended = time.monotonic()
+            ended = time.monotonic() - trailing_silence_s(pcm, self.rate)  # the end of the caller's last word
             if turn.barge_in and self._clear_at is not None:
                 report.barge_in_stop_ms = round((self._clear_at - speech_start) * 1000, 1)
         self._turn_ended_at, self._first_audio_at = ended, None
         heard_from = len(self.heard)
-        await self._agent_turn(max_wait_s, since=ended)
+        await self._agent_turn(max_wait_s, since=ended, started_only=barge_next)
         if self._first_audio_at is not None:
             report.turn_gap_ms = round((self._first_audio_at - ended) * 1000, 1)
         answer = bytes(self.heard[heard_from:])
@@ -152,13 +173,13 @@ class SimulatedCaller:
         while time.monotonic() - self._last_agent_audio > 0.1 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
-    async def _agent_turn(self, max_wait_s: float, since: float | None = None) -> None:
-        """Wait until the agent has spoken and then gone quiet (or the call ended)."""
+    async def _agent_turn(self, max_wait_s: float, since: float | None = None, started_only: bool = False) -> None:
+        """Wait until the agent has spoken and then gone quiet (or only until it starts, for a barge-in next)."""
         since = since or time.monotonic()
         deadline = since + max_wait_s
         while time.monotonic() < deadline and not self._closed.is_set():
             spoke = self._last_agent_audio > since
-            if spoke and time.monotonic() - self._last_agent_audio > AGENT_DONE_SILENCE_S:
+            if spoke and (started_only or time.monotonic() - self._last_agent_audio > AGENT_DONE_SILENCE_S):
                 return
             await asyncio.sleep(0.02)
 
@@ -225,7 +246,7 @@ class SimulatedCaller:
         if message.get("event") == "media":
             self._heard_audio(ulaw_decode(base64.b64decode(message["media"]["payload"])))
         elif message.get("event") == "clear":
-            self._clear_at = time.monotonic()
+            self._clear_at = self._clear_at or time.monotonic()  # the first clear is when the agent stopped
 
     def save_heard(self, path: Path) -> None:
         with wave.open(str(path), "wb") as w:
@@ -260,7 +281,7 @@ class PcmCaller(SimulatedCaller):
         if isinstance(raw, bytes):
             self._heard_audio(raw)
         elif json.loads(raw).get("type") == "clear":
-            self._clear_at = time.monotonic()
+            self._clear_at = self._clear_at or time.monotonic()  # the first clear is when the agent stopped
 
 
 def parse_turns(items: list[str]) -> list[Turn]:

@@ -13,7 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -200,6 +203,51 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from voice_gateway import bench
+
+    settings = Settings()
+    runtime = _runtime(settings)
+    path = "/pcm" if args.pcm else "/twilio"
+    url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
+    if not url:
+        say("no running gateway found: start the hotline with ./hotline up, or give --url")
+        return 1
+    health = _health(url)
+    label = args.label or f"{health.get('asr', {}).get('name', 'asr')}-{path.strip('/')}"
+    config = bench.BenchConfig(
+        url=url,
+        token=args.token or runtime.get("gateway_token"),
+        calls=args.calls,
+        rounds=args.rounds,
+        turns=args.turns,
+        pids=runtime.get("pids") or {},
+        label=label,
+    )
+    say(f"{args.calls} concurrent calls x {args.rounds} rounds against {url} ({label}); takes a few minutes")
+    result = asyncio.run(bench.run(config))
+    result["gateway"] = health
+    out = Path(args.out or settings.var_dir / "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{label}-{args.calls}calls"
+    stem.with_suffix(".json").write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    bench.chart(result, stem.with_suffix(".png"))
+    print(bench.print_table(result))
+    say(f"report: {stem.with_suffix('.json')}, chart: {stem.with_suffix('.png')}")
+    return 0 if not result["summary"]["errors"] else 1
+
+
+def _health(ws_url: str) -> dict:
+    """The gateway's /healthz (engine, settings), from its WebSocket URL."""
+    parts = urlsplit(ws_url)
+    http = urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, "/healthz", "", ""))
+    try:
+        with urllib.request.urlopen(http, timeout=5) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from voice_gateway import speech_models
 
@@ -267,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--save", help="write what the caller heard to this WAV file")
     call.add_argument("--json", action="store_true", help="print only the JSON report")
     call.set_defaults(func=cmd_call)
+
+    bench = sub.add_parser("bench", help="many concurrent simulated calls: turn gap, barge-in, CPU and memory")
+    bench.add_argument("--calls", type=int, default=12, help="concurrent calls (default 12)")
+    bench.add_argument("--rounds", type=int, default=3, help="calls each caller places in a row (default 3)")
+    bench.add_argument("--turns", type=int, default=2, help="caller turns per call; the last barges in (default 2)")
+    bench.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /twilio)")
+    bench.add_argument("--pcm", action="store_true", help="call the raw PCM endpoint at 16 kHz instead")
+    bench.add_argument("--token", help="gateway token (default: the running hotline's)")
+    bench.add_argument("--label", help="name for the report (default: engine and endpoint)")
+    bench.add_argument("--out", help="folder for the JSON report and PNG chart (default: var/bench)")
+    bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="list, install and verify the speech models")
     models.add_argument("action", choices=("list", "install", "verify"), nargs="?", default="list")

@@ -55,8 +55,11 @@ class SpeechRecognizer(Protocol):
         the dialogue asked for a number, so the caller is likely reading out digits."""
         ...
 
-    def warm_up(self) -> None:
-        """Run the model once on silence so that the first caller does not pay for lazy initialisation."""
+    def warm_up(
+        self, sample_rates: tuple[int, ...] = (8000, 16000), *, speech: bytes | None = None, count: int = 1
+    ) -> None:
+        """Run the model on audio (`speech`: 16 kHz PCM of someone talking, if at hand) so that the first callers
+        do not pay for lazy initialisation; engines with per-call state prepare `count` of it per sample rate."""
         ...
 
 

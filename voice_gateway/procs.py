@@ -251,7 +251,12 @@ class Stack:
                 )
                 self._start(gateway, on_start)
             self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-            runtime = {"redis_url": self.redis_url, "rasa_url": self.rasa_url, "pid": os.getpid()}
+            runtime = {
+                "redis_url": self.redis_url,
+                "rasa_url": self.rasa_url,
+                "pid": os.getpid(),
+                "pids": {p.name: p.proc.pid for p in self.processes if p.proc is not None},  # for `hotline bench`
+            }
             if self.gateway_port is not None:
                 runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
             self.runtime_file.write_text(json.dumps(runtime))
