@@ -91,6 +91,7 @@ class Gateway:
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
         if path == "/metrics":
             response = connection.respond(HTTPStatus.OK, prometheus_client.generate_latest().decode())
+            del response.headers["Content-Type"]  # Headers is a multidict: setting a name adds a second one
             response.headers["Content-Type"] = prometheus_client.CONTENT_TYPE_LATEST
             return response
         if path == "/phone":  # the browser softphone; its signalling socket is /phone/ws
@@ -186,7 +187,9 @@ async def main() -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    watcher = asyncio.create_task(metrics.watch_event_loop())
     await gateway.serve_forever(stop)
+    watcher.cancel()
 
 
 if __name__ == "__main__":

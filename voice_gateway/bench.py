@@ -35,8 +35,8 @@ class BenchConfig:
     rounds: int = 3  # calls each slot places, one after another
     turns: int = 2  # caller turns per call
     barge_every: int = 2  # every n-th turn of a call speaks over the agent's previous answer (0: never)
-    pause_s: float = 1.5  # the caller thinks this long after an answer before speaking
-    ramp_s: float = 6.0  # calls start spread over this long
+    pause_s: float = 1.5  # the caller thinks about this long (0.5-2.5x, at random) after an answer before speaking
+    ramp_s: float = 30.0  # calls start at random over about this long (about one call), as calls arrive on a line
     seed: int = 12333
     pids: dict[str, int] = field(default_factory=dict)  # process groups to measure (name -> leader pid)
     label: str = ""
@@ -121,13 +121,14 @@ def script(config: BenchConfig, rng: random.Random, wavs: list[Path]) -> list[Tu
     turns = []
     for n in range(1, config.turns + 1):
         barge = bool(config.barge_every) and n % config.barge_every == 0
-        turns.append(Turn(wav=str(rng.choice(wavs)), barge_in=barge, barge_in_after_s=1.0, pause_s=config.pause_s))
+        pause = config.pause_s * rng.uniform(0.5, 2.5)
+        turns.append(Turn(wav=str(rng.choice(wavs)), barge_in=barge, barge_in_after_s=1.0, pause_s=pause))
     return turns
 
 
 async def slot(config: BenchConfig, index: int, wavs: list[Path], rng: random.Random) -> list[dict[str, Any]]:
     """One caller slot: `rounds` calls back to back."""
-    await asyncio.sleep(index * config.ramp_s / max(config.calls, 1))
+    await asyncio.sleep((index + rng.random()) * config.ramp_s / max(config.calls, 1))
     return [await one_call(config, index, wavs, rng) for _ in range(config.rounds)]
 
 

@@ -17,3 +17,19 @@ BARGE_IN = Histogram(
     "Caller speech detected to agent audio stopped",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0),
 )
+LOOP_LAG = Histogram(
+    "hotline_event_loop_lag_seconds",
+    "How late the gateway's event loop wakes a 100 ms timer (a busy loop delays every call)",
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+)
+
+
+async def watch_event_loop(period_s: float = 0.1) -> None:
+    """Measure event-loop lag for as long as the gateway runs."""
+    import asyncio
+    import time
+
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(period_s)
+        LOOP_LAG.observe(max(0.0, time.monotonic() - before - period_s))

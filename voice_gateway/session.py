@@ -161,13 +161,13 @@ class CallSession:
 
     # --- tasks ---
     async def _listen(self) -> None:
-        """Caller audio -> endpointer -> recogniser -> SpeechStarted / UtteranceRecognised events."""
+        """Caller audio -> endpointer (in real time) -> SpeechOnset / SpeechStarted events, and each utterance's
+        audio to its own recognition task, so that a slow recogniser never delays the endpointing or a barge-in."""
         rate = self.transport.sample_rate
         endpointer: Endpointer = self.engines.make_endpointer(rate)
         size, pending = frame_bytes(rate), b""
-        recognizer: UtteranceRecognizer | None = None
-        batch, batch_bytes = b"", frame_bytes(rate, ASR_BATCH_MS)
-        partial_at = 0.0
+        audio: asyncio.Queue[bytes | None] | None = None  # the current utterance's audio, None ends it
+        previous: asyncio.Task | None = None  # transcripts reach the flow in the order the caller spoke
         try:
             while True:
                 pending += await self._inbound.get()
@@ -177,43 +177,68 @@ class CallSession:
                     event = endpointer.feed(frame)
                     if event == "speech_start":
                         recognizer = self.engines.recognizer.utterance(rate, digits=self.flow.expects_digits)
-                        batch = endpointer.preroll()
+                        audio = asyncio.Queue()
+                        audio.put_nowait(endpointer.preroll())
+                        previous = asyncio.create_task(self._recognise(recognizer, audio, previous))
+                        self._tasks.append(previous)
                         self._onset_at = time.monotonic()
                         await self._events.put(SpeechOnset(self._onset_at))
-                    elif recognizer is not None:
-                        batch += frame
-                    if recognizer is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
+                    elif audio is not None:
+                        audio.put_nowait(frame)
+                    if audio is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
                         self._barge_in_at = time.monotonic()
                         await self._events.put(SpeechStarted(self._barge_in_at))
-                    if recognizer is not None and (len(batch) >= batch_bytes or event == "speech_end"):
-                        partial = await asyncio.to_thread(recognizer.accept, batch)
-                        batch = b""
-                        if partial and event != "speech_end" and time.monotonic() - partial_at > PARTIAL_EVERY_S:
-                            partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
-                            self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
-                    if event == "speech_end" and recognizer is not None:
+                    if event == "speech_end" and audio is not None:
                         self._turn = TurnTimes(speech_end=time.monotonic())
-                        transcript = await asyncio.to_thread(_finish, recognizer)
-                        recognizer, self._barge_in_at = None, None
-                        self._turn.recognised = time.monotonic()
-                        await self._events.put(
-                            UtteranceRecognised(transcript.text, transcript.confidence, time.monotonic())
-                        )
-                        recognise_s = self._turn.recognised - self._turn.speech_end
-                        metrics.STAGE.labels("recognise").observe(recognise_s)
-                        self._heard += 1  # recorded after the event: the dialogue does not wait for Redis
-                        heard = {
-                            "kind": "heard",
-                            "seq": self._heard,
-                            "caller": transcript.text,
-                            "confidence": round(transcript.confidence, 3),
-                            "engine": transcript.engine,
-                            "recognise_ms": round(recognise_s * 1000, 1),
-                        }
-                        await self.engines.records.turn(self.call_id, heard)
+                        audio.put_nowait(None)
+                        audio, self._barge_in_at = None, None
         finally:
-            if recognizer is not None:
-                await asyncio.to_thread(recognizer.close)
+            if audio is not None:
+                audio.put_nowait(None)
+
+    async def _recognise(
+        self, recognizer: UtteranceRecognizer, audio: asyncio.Queue[bytes | None], previous: asyncio.Task | None
+    ) -> None:
+        """One utterance: audio to the recogniser in batches (bigger ones when it lags), then the transcript."""
+        batch_bytes = frame_bytes(self.transport.sample_rate, ASR_BATCH_MS)
+        partial_at, behind, ended = 0.0, 0.0, False
+        try:
+            while not ended:
+                chunks, size = [], 0
+                while not ended and (size < batch_bytes or not audio.empty()):  # a batch, or all that is queued
+                    item = await audio.get()
+                    if item is None:
+                        ended = True
+                    else:
+                        chunks.append(item)
+                        size += len(item)
+                if size:
+                    partial = await asyncio.to_thread(recognizer.accept, b"".join(chunks))
+                    if partial and not ended and time.monotonic() - partial_at > PARTIAL_EVERY_S:
+                        partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
+                        self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
+            behind = time.monotonic() - (self._turn.speech_end or time.monotonic())
+            transcript = await asyncio.to_thread(_finish, recognizer)
+        except BaseException:
+            await asyncio.to_thread(recognizer.close)
+            raise
+        if previous is not None:
+            await asyncio.wait({previous})  # whatever became of it
+        self._turn.recognised = time.monotonic()
+        await self._events.put(UtteranceRecognised(transcript.text, transcript.confidence, time.monotonic()))
+        recognise_s = self._turn.recognised - (self._turn.speech_end or self._turn.recognised)
+        metrics.STAGE.labels("recognise").observe(recognise_s)
+        self._heard += 1  # recorded after the event: the dialogue does not wait for Redis
+        heard = {
+            "kind": "heard",
+            "seq": self._heard,
+            "caller": transcript.text,
+            "confidence": round(transcript.confidence, 3),
+            "engine": transcript.engine,
+            "recognise_ms": round(recognise_s * 1000, 1),
+            "asr_behind_ms": round(behind * 1000),  # how far recognition lagged the caller at the end of the turn
+        }
+        await self.engines.records.turn(self.call_id, heard)
 
     async def _clock(self) -> None:
         while True:
@@ -316,7 +341,7 @@ class CallSession:
                 if i == len(chunks):  # all sent: wait until the last of it has been heard (or a hold rewinds it)
                     await asyncio.sleep(min(frame_s, max(0.0, due - time.monotonic())))
                     continue
-                if i == 0 and self._turn.speech_end is not None and self._turn.first_audio is None:
+                if i == 0 and self._turn.speech_end and self._turn.answered and self._turn.first_audio is None:
                     self._turn.first_audio = time.monotonic()
                     metrics.TURN_GAP.observe(self._turn.first_audio - self._turn.speech_end)
                 await self.transport.send_audio(chunks[i])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from voice_gateway.audio import FRAME_MS, frame_bytes
+from voice_gateway.audio import FRAME_MS, frame_bytes, rms_dbfs
 from voice_gateway.engines import VoiceActivityDetector
 
 EndpointEvent = Literal["speech_start", "speech_end"]
@@ -40,18 +40,23 @@ def check_vad_frame(frame: bytes, sample_rate: int) -> None:
 class WebRtcVad:
     """`VoiceActivityDetector` on WebRTC's VAD. Stateful (it adapts to the line's noise): one per call."""
 
-    def __init__(self, aggressiveness: int = 2) -> None:
-        """`aggressiveness` 0 (lets most sound through as speech) to 3 (strictest)."""
+    def __init__(self, aggressiveness: int = 2, floor_dbfs: float = -60.0) -> None:
+        """`aggressiveness` 0 (lets most sound through as speech) to 3 (strictest); frames quieter than
+        `floor_dbfs` are never speech. WebRTC's VAD holds "speech" for ~120 ms after the voice has stopped (its
+        hangover; measured on the committed audio through G.711): the floor cuts that to ~20 ms, so the end-of-turn
+        silence is counted from the caller's last word, not from the end of the hangover."""
         if aggressiveness not in (0, 1, 2, 3):
             raise ValueError(f"WebRTC VAD aggressiveness is 0, 1, 2 or 3, got {aggressiveness!r}")
         import webrtcvad
 
         self.aggressiveness = aggressiveness
+        self.floor_dbfs = floor_dbfs
         self._vad = webrtcvad.Vad(aggressiveness)
 
     def is_speech(self, frame: bytes, sample_rate: int) -> bool:
         check_vad_frame(frame, sample_rate)
-        return self._vad.is_speech(frame, sample_rate)
+        speech = self._vad.is_speech(frame, sample_rate)  # always run: the VAD adapts to the line's noise
+        return speech and rms_dbfs(frame) > self.floor_dbfs
 
 
 def _frames(ms: int, frame_ms: int) -> int:

@@ -161,7 +161,8 @@ def files(*kinds: str) -> list[str]:
 def test_webrtc_vad_hears_speech_in_every_intent_recording(rate: int) -> None:
     ratios = {name: speech_ratio(name, rate) for name in files("intent", "call_turn", "id_number")}
     assert len(ratios) >= 70
-    assert min(ratios.values()) > 0.5, sorted(ratios.items(), key=lambda item: item[1])[:3]
+    # 喂，你好。 is the shortest: 0.45 of its frames are voice once the detector's hangover is cut at -60 dBFS
+    assert min(ratios.values()) > 0.4, sorted(ratios.items(), key=lambda item: item[1])[:3]
     assert sum(ratios.values()) / len(ratios) > 0.75
 
 
@@ -183,8 +184,9 @@ def test_webrtc_vad_refuses_frames_it_cannot_judge() -> None:
 
 
 def turns(name: str, rate: int, *, digits: bool = False) -> tuple[list[str], Endpointer]:
-    """Events of a real recording with 1.5 s of silence around it, through WebRTC's VAD."""
-    endpointer = Endpointer(WebRtcVad(), rate)
+    """Events of a real recording with 1.5 s of silence around it, through WebRTC's VAD, ending a turn after
+    600 ms of silence as the gateway does by default."""
+    endpointer = Endpointer(WebRtcVad(), rate, end_silence_ms=600)
     endpointer.digits_mode = digits
     quiet = b"\x00" * frame_bytes(rate, 1500)
     events = [e for f in frames(quiet + load(name, rate) + quiet, rate) if (e := endpointer.feed(f))]
