@@ -234,6 +234,7 @@ PROMPT = "以下是普通话的句子，关于社保卡、养老金、失业登�
 DIGITS_PROMPT = "以下是普通话的句子，关于社保、养老金、社保卡。"
 MIN_SECONDS = 0.3
 MIN_DBFS = -50.0
+PREVIEW_TAIL_DBFS = -40.0  # after a preview only the end-of-turn silence follows: quieter than this, it is reused
 MAX_SECONDS = 60.0
 TOKENS_PER_SECOND = 15  # fast Mandarin is ~6 characters a second, at most 2 tokens each
 # Whisper base makes these up on silence, noise and very short audio (film subtitles, video sign-offs)
@@ -363,6 +364,8 @@ class WhisperUtterance:
         self._buffer: bytearray | None = bytearray()
         self._limit = int(MAX_SECONDS * sample_rate) * 2
         self._result: Transcript | None = None
+        self._preview: tuple[int, Transcript] | None = None  # (buffer length it heard, transcript)
+        self._lock = threading.Lock()  # one transcription at a time per utterance
 
     def accept(self, pcm: bytes) -> str | None:
         if self._buffer is None:
@@ -372,13 +375,28 @@ class WhisperUtterance:
             self._buffer += pcm[: room - room % 2]
         return None
 
+    def preview(self) -> None:
+        """Transcribe the audio so far, ahead of the end of the turn (the caller has paused). If nothing but
+        silence follows, finish() returns this transcript at once instead of starting over."""
+        with self._lock:
+            if self._buffer is None or self._result is not None:
+                return
+            heard = len(self._buffer)
+            pcm = resample(bytes(self._buffer[:heard]), self._rate, 16000)
+            self._preview = (heard, self._owner.transcribe(pcm, self._prompt))
+
     def finish(self) -> Transcript:
-        if self._result is None:
-            if self._buffer is None:
-                raise RuntimeError("utterance closed before finish()")
-            pcm = resample(bytes(self._buffer), self._rate, 16000)
-            self._result = self._owner.transcribe(pcm, self._prompt)
-        return self._result
+        with self._lock:
+            if self._result is None:
+                if self._buffer is None:
+                    raise RuntimeError("utterance closed before finish()")
+                tail = bytes(self._buffer[self._preview[0] :]) if self._preview is not None else b""
+                if self._preview is not None and (not tail or rms_dbfs(tail) < PREVIEW_TAIL_DBFS):
+                    self._result = self._preview[1]  # only silence since the preview: it heard it all
+                else:
+                    pcm = resample(bytes(self._buffer), self._rate, 16000)
+                    self._result = self._owner.transcribe(pcm, self._prompt)
+            return self._result
 
     def close(self) -> None:
         self._buffer = None

@@ -93,6 +93,7 @@ class SimulatedCaller:
     """A caller over Twilio Media Streams (8 kHz mu-law); `PcmCaller` is the wideband raw-PCM variant."""
 
     rate = RATE
+    sends_clear = True  # the wire has an explicit "drop what you buffered" message (barge-in)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -104,6 +105,7 @@ class SimulatedCaller:
         self._turn_ended_at: float | None = None  # end of the caller's last turn
         self._first_audio_at: float | None = None  # first agent audio after it
         self._clear_at: float | None = None
+        self._audio_stopped_at: float | None = None
         self._closed = asyncio.Event()
         self.close_reason = ""
 
@@ -150,14 +152,18 @@ class SimulatedCaller:
                 await asyncio.sleep(turn.barge_in_after_s)
                 self._clear_at = None
                 speech_start = time.monotonic() + leading_silence_s(pcm, self.rate)  # the first voiced frame
+                stopped = asyncio.create_task(self._agent_stops(speech_start))
             elif turn.pause_s:
                 await asyncio.sleep(turn.pause_s)
             for frame in frames(pcm, self.rate):
                 await self._speech.put(frame)
             await self._speech.join()
             ended = time.monotonic() - trailing_silence_s(pcm, self.rate)  # the end of the caller's last word
-            if turn.barge_in and self._clear_at is not None:
-                report.barge_in_stop_ms = round((self._clear_at - speech_start) * 1000, 1)
+            if turn.barge_in:
+                stopped.cancel()
+                stop_at = self._clear_at if self.sends_clear else self._audio_stopped_at
+                if stop_at is not None and stop_at >= speech_start - 0.05:
+                    report.barge_in_stop_ms = round((stop_at - speech_start) * 1000, 1)
         self._turn_ended_at, self._first_audio_at = ended, None
         heard_from = len(self.heard)
         await self._agent_turn(max_wait_s, since=ended, started_only=barge_next)
@@ -167,6 +173,16 @@ class SimulatedCaller:
         report.agent_audio_s = round(len(answer) / 2 / self.rate, 2)
         report.agent_level_dbfs = round(rms_dbfs(answer), 1) if answer else None
         return report
+
+    async def _agent_stops(self, since: float, gap_s: float = 0.2) -> None:
+        """For wires without `clear` (SIP): when the agent's audio stopped after `since` (a `gap_s` silence)."""
+        self._audio_stopped_at = None
+        while True:
+            await asyncio.sleep(0.01)
+            last = self._last_agent_audio
+            if time.monotonic() > since and time.monotonic() - last >= gap_s:
+                self._audio_stopped_at = max(last, since)
+                return
 
     async def _wait_agent_speaking(self, max_wait_s: float) -> None:
         deadline = time.monotonic() + max_wait_s
@@ -299,6 +315,16 @@ def parse_turns(items: list[str]) -> list[Turn]:
     return turns
 
 
+def dial(url: str, token: str | None = None) -> SimulatedCaller:
+    """The caller for a gateway URL: sip:... over SIP/RTP, ws://.../pcm raw PCM at 16 kHz, else Twilio."""
+    if url.startswith(("sip:", "sips:")):
+        from voice_gateway.sip_caller import SipCaller
+
+        return SipCaller(url)
+    kind = PcmCaller if urlsplit(url).path.rstrip("/").endswith("/pcm") else SimulatedCaller
+    return kind(f"{url}?token={token}" if token else url)
+
+
 async def call_and_report(
     url: str, token: str | None, items: list[str], redis_url: str | None, save: str | None = None
 ) -> dict[str, Any]:
@@ -310,8 +336,7 @@ async def call_and_report(
 
     from voice_gateway.records import CallRecords
 
-    kind = PcmCaller if urlsplit(url).path.rstrip("/").endswith("/pcm") else SimulatedCaller
-    caller = kind(f"{url}?token={token}" if token else url)
+    caller = dial(url, token)
     report = await caller.run(parse_turns(items))
     if save:
         caller.save_heard(Path(save))

@@ -191,6 +191,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     path = "/twilio" if args.twilio else "/pcm"
     url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
+    if args.sip:
+        url = args.url or runtime.get("sip_url")
     if not url:
         say("no running gateway found: start the hotline with ./hotline up, or give --url")
         return 1
@@ -210,11 +212,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     path = "/pcm" if args.pcm else "/twilio"
     url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
+    if args.sip:
+        url = args.url or runtime.get("sip_url")
     if not url:
         say("no running gateway found: start the hotline with ./hotline up, or give --url")
         return 1
-    health = _health(url)
-    label = args.label or f"{health.get('asr', {}).get('name', 'asr')}-{path.strip('/')}"
+    health = _health(runtime.get("gateway_url", "") if args.sip else url)
+    wire = "sip" if url.startswith("sip") else path.strip("/")
+    label = args.label or f"{health.get('asr', {}).get('name', 'asr')}-{wire}"
     config = bench.BenchConfig(
         url=url,
         token=args.token or runtime.get("gateway_token"),
@@ -223,6 +228,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         turns=args.turns,
         pids=runtime.get("pids") or {},
         label=label,
+        end_silence_ms=int(health.get("end_silence_ms") or 600),
     )
     say(f"{args.calls} concurrent calls x {args.rounds} rounds against {url} ({label}); takes a few minutes")
     result = asyncio.run(bench.run(config))
@@ -311,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--twilio", action="store_true", help="call as a telephone line: Twilio Media Streams, 8 kHz mu-law"
     )
+    call.add_argument("--sip", action="store_true", help="call as a SIP phone (PCMU over RTP), the running hotline's")
     call.add_argument("--token", help="gateway token (default: the running hotline's)")
     call.add_argument("--save", help="write what the caller heard to this WAV file")
     call.add_argument("--json", action="store_true", help="print only the JSON report")
@@ -322,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--turns", type=int, default=2, help="caller turns per call; the last barges in (default 2)")
     bench.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /twilio)")
     bench.add_argument("--pcm", action="store_true", help="call the raw PCM endpoint at 16 kHz instead")
+    bench.add_argument("--sip", action="store_true", help="call over SIP/RTP (PCMU) instead: the running hotline's")
     bench.add_argument("--token", help="gateway token (default: the running hotline's)")
     bench.add_argument("--label", help="name for the report (default: engine and endpoint)")
     bench.add_argument("--out", help="folder for the JSON report and PNG chart (default: var/bench)")

@@ -259,6 +259,9 @@ class Stack:
             }
             if self.gateway_port is not None:
                 runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
+                sip_port = int(os.environ.get("HOTLINE_SIP_PORT", "5060"))
+                if sip_port:
+                    runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"
             self.runtime_file.write_text(json.dumps(runtime))
             self.runtime_file.chmod(0o600)  # it holds the gateway token
         except BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ INBOUND_QUEUE_FRAMES = 250  # 5 s of caller audio; a peer that floods more loses
 PLAYBACK_LEAD_S = 0.1  # agent audio is sent at most this far ahead of real time, so a barge-in stops it fast
 ASR_BATCH_MS = 100  # audio handed to the recogniser's thread in batches, not frame by frame
 PARTIAL_EVERY_S = 0.5  # streaming recognisers' partial text is published at most this often
+PREVIEW_AFTER_MS = 240  # a non-streaming recogniser starts on a pause this long, before the turn has ended
+PREVIEW = b"preview"  # marker in an utterance's audio queue
 
 
 class CallTransport(Protocol):
@@ -80,9 +83,17 @@ class Engines:
     make_endpointer: Callable[[int], Endpointer]  # sample rate -> a fresh endpointer for one call
 
 
-def _finish(recognizer: UtteranceRecognizer) -> Transcript:
-    """End of an utterance, in one thread hop: the final transcript, and the recogniser's resources freed."""
+def sentences(text: str) -> list[str]:
+    """Split an answer after each sentence's final punctuation, so that its first sentence can be spoken early."""
+    pieces = [p for p in re.findall(r"[^。！？；!?;]+[。！？；!?;]*|[。！？；!?;]+", text) if p.strip()]
+    return pieces or [text]
+
+
+def _finish(recognizer: UtteranceRecognizer, tail: bytes = b"") -> Transcript:
+    """End of an utterance, in one thread hop: its last audio, the final transcript, the resources freed."""
     try:
+        if tail:
+            recognizer.accept(tail)
         return recognizer.finish()
     finally:
         recognizer.close()
@@ -185,6 +196,8 @@ class CallSession:
                         await self._events.put(SpeechOnset(self._onset_at))
                     elif audio is not None:
                         audio.put_nowait(frame)
+                        if endpointer.silence_ms == PREVIEW_AFTER_MS and not self.engines.recognizer.info.streaming:
+                            audio.put_nowait(PREVIEW)
                     if audio is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
                         self._barge_in_at = time.monotonic()
                         await self._events.put(SpeechStarted(self._barge_in_at))
@@ -204,21 +217,24 @@ class CallSession:
         partial_at, behind, ended = 0.0, 0.0, False
         try:
             while not ended:
-                chunks, size = [], 0
-                while not ended and (size < batch_bytes or not audio.empty()):  # a batch, or all that is queued
+                chunks, size, preview = [], 0, False
+                while not ended and not preview and (size < batch_bytes or not audio.empty()):  # a batch
                     item = await audio.get()
                     if item is None:
                         ended = True
+                    elif item is PREVIEW:
+                        preview = True
                     else:
                         chunks.append(item)
                         size += len(item)
-                if size:
-                    partial = await asyncio.to_thread(recognizer.accept, b"".join(chunks))
-                    if partial and not ended and time.monotonic() - partial_at > PARTIAL_EVERY_S:
-                        partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
-                        self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
+                partial = await asyncio.to_thread(recognizer.accept, b"".join(chunks)) if size and not ended else None
+                if preview and hasattr(recognizer, "preview"):  # runs beside what follows; finish() waits for it
+                    self._tasks.append(asyncio.create_task(asyncio.to_thread(recognizer.preview)))
+                if partial and time.monotonic() - partial_at > PARTIAL_EVERY_S:
+                    partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
+                    self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
             behind = time.monotonic() - (self._turn.speech_end or time.monotonic())
-            transcript = await asyncio.to_thread(_finish, recognizer)
+            transcript = await asyncio.to_thread(_finish, recognizer, b"".join(chunks))
         except BaseException:
             await asyncio.to_thread(recognizer.close)
             raise
@@ -327,16 +343,22 @@ class CallSession:
         dropped (sent ahead of real time) are sent again, so the caller hears every word.
         """
         rate, frame_s = self.transport.sample_rate, FRAME_MS / 1000
+        synthesize = self.engines.synthesizer.synthesize_async
         while True:
             say: Say = await self._playback.get()
-            pcm = await self.engines.synthesizer.synthesize_async(say.text, rate)
-            chunks = list(frames(pcm, rate))
+            pieces = sentences(say.text)  # the first sentence plays while the next is synthesised
+            upcoming: asyncio.Future[bytes] | None = asyncio.ensure_future(synthesize(pieces.pop(0), rate))
+            chunks: list[bytes] = []
             i, due = 0, time.monotonic()  # due: when chunk i reaches the caller's ear
-            while i < len(chunks) or time.monotonic() < due:
+            while upcoming is not None or i < len(chunks) or time.monotonic() < due:
                 if not self._may_play.is_set():
                     i = max(0, i - max(0, round((due - time.monotonic()) / frame_s)))  # rewind what was dropped
                     await self._may_play.wait()
                     due = time.monotonic()
+                    continue
+                if i == len(chunks) and upcoming is not None:
+                    chunks.extend(frames(await upcoming, rate))
+                    upcoming = asyncio.ensure_future(synthesize(pieces.pop(0), rate)) if pieces else None
                     continue
                 if i == len(chunks):  # all sent: wait until the last of it has been heard (or a hold rewinds it)
                     await asyncio.sleep(min(frame_s, max(0.0, due - time.monotonic())))

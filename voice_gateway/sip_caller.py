@@ -285,6 +285,8 @@ class SipConnection:
 class SipCaller(SimulatedCaller):
     """A caller that dials the gateway's SIP port, e.g. `SipCaller("sip:12333@127.0.0.1:5060")`."""
 
+    sends_clear = False  # RTP is played as it arrives: a barge-in shows as the agent's audio stopping
+
     def __init__(
         self,
         url: str,

@@ -168,6 +168,11 @@ class Endpointer:
         return self._in_speech
 
     @property
+    def silence_ms(self) -> int:
+        """How long the current speech has been silent (a pause, or the end of the turn coming)."""
+        return self._silence * self.frame_ms if self._in_speech else 0
+
+    @property
     def voiced_ms(self) -> int:
         """Voiced audio in the current speech (0 when nobody is speaking)."""
         return self._voiced * self.frame_ms

@@ -349,3 +349,28 @@ def test_vosk_zip_put_in_the_model_home_installs_offline(
         fh.write("\n")
     assert not speech_models.installed(name)
     assert speech_models.choose_recognizer("auto").name == "whisper-base"
+
+
+def test_whisper_preview_on_a_pause_is_reused_when_only_silence_follows(whisper: WhisperRecognizer) -> None:
+    pcm, rate = read_wav(BY_KIND["intent"][0]["file"])
+    calls = []
+    real = whisper.transcribe
+
+    def counted(pcm16k: bytes, prompt: str | None = None) -> Transcript:
+        calls.append(len(pcm16k))
+        return real(pcm16k, prompt)
+
+    whisper.transcribe = counted  # type: ignore[method-assign]
+    try:
+        ahead = whisper.utterance(rate)
+        ahead.accept(pcm)
+        ahead.preview()  # the caller paused
+        ahead.accept(b"\x00" * rate)  # ...and said nothing more
+        assert ahead.finish().text and len(calls) == 1
+        resumed = whisper.utterance(rate)
+        resumed.accept(pcm[: len(pcm) // 2])
+        resumed.preview()
+        resumed.accept(pcm[len(pcm) // 2 :])  # the caller went on talking: the preview is not the answer
+        assert resumed.finish().text and len(calls) == 3
+    finally:
+        del whisper.transcribe

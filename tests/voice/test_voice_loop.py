@@ -97,7 +97,25 @@ async def test_barge_in_stops_the_agent(gateway: VoiceGateway) -> None:
     )
     barge = report.turns[1]
     assert barge.barge_in_stop_ms is not None, "no clear was sent"
-    assert barge.barge_in_stop_ms < 1500
+    assert barge.barge_in_stop_ms < 250  # the agent holds its words at the caller's first sound
+    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    answers = [t for t in turns if t.get("kind") == "answer"]
+    assert answers[-1]["intent"] == "request_human" and answers[-1]["payloads"] == ["handoff"]
+
+
+async def test_a_backchannel_pauses_the_agent_which_then_carries_on(gateway: VoiceGateway) -> None:
+    caller = SimulatedCaller(gateway.url())
+    report = await caller.run(
+        [
+            Turn(wav=first("intent", "insurance_transfer")),  # a long answer
+            Turn(wav=wav("backchannel_en.wav"), barge_in=True, barge_in_after_s=1.0),  # 嗯 over it
+        ]
+    )
+    assert report.turns[1].barge_in_stop_ms is not None  # held at the first sound...
+    assert report.turns[1].agent_audio_s > 3  # ...then the rest of the answer was spoken
+    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    answers = [t for t in turns if t.get("kind") == "answer"]
+    assert len(answers) == 2, answers  # the greeting and the answer: 嗯 was not a turn
 
 
 async def test_keypad_zero_hands_the_call_to_a_person(gateway: VoiceGateway) -> None:
