@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import prometheus_client
@@ -26,7 +28,9 @@ from websockets.http11 import Request, Response
 
 from voice_gateway import metrics
 from voice_gateway.call import CallFlow, Prompts, Timing
+from voice_gateway.config import Settings
 from voice_gateway.rasa_client import RasaClient
+from voice_gateway.recording import CallRecorder
 from voice_gateway.records import CallRecords
 from voice_gateway.session import CallSession, Engines
 from voice_gateway.transports import pcm, sip, twilio, webrtc
@@ -66,9 +70,12 @@ class Gateway:
         self.engines = engines
         self.sessions: dict[str, CallSession] = {}
 
-    def new_session(self, call_id: str, transport: object, name: str) -> CallSession:
+    def new_session(self, call_id: str, transport: Any, name: str) -> CallSession:
         flow = CallFlow(recording_notice=self.config.recording_notice, timing=Timing(no_input_s=self.config.no_input_s))
         session = CallSession(call_id, transport, self.engines, name, flow=flow)
+        if self.config.recording_notice:  # the caller hears the consent notice first, uninterruptible
+            where = Settings().var_dir / "recordings" / f"{call_id}.wav"
+            session.recorder = CallRecorder(where, transport.sample_rate, time.monotonic())
         self.sessions[call_id] = session
         asyncio.get_running_loop().create_task(self._forget(call_id, session))
         return session

@@ -126,6 +126,7 @@ class ResumeSpeaking:
 @dataclass(frozen=True)
 class AskDialogue:
     text: str  # what the caller said, or a keypad message
+    replaces_last: bool = False  # the caller had not finished: take back their last turn, then send the whole
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class HangUp:
 
 Command = Say | StopSpeaking | PauseSpeaking | ResumeSpeaking | AskDialogue | SendKeys | HandOver | HangUp
 
+CONTINUE_S = 0.8  # the caller who starts speaking this soon after the answer began was still finishing their turn
 BACKCHANNEL = re.compile(r"^(嗯+|啊+|哦+|噢+|对+|是+|好+|好的|行|嗯嗯|对对|是的|OK|ok)[。，！!,.]?$")
 
 
@@ -191,6 +193,10 @@ class CallFlow:
     _collect: dict[str, Any] | None = None
     _last_key: float = 0.0
     _paused: bool = False  # the agent holds its words while the caller makes a sound
+    _asked: str = ""  # what the caller said in the turn the dialogue is answering (or just answered)
+    _joining: str = ""  # more of that turn, heard while the dialogue was thinking
+    _onset_at: float = -1.0  # when the caller's latest sound began
+    _answered_at: float = -1.0  # when the latest answer began
 
     @property
     def expects_digits(self) -> bool:
@@ -240,6 +246,7 @@ class CallFlow:
 
     def _onset(self, now: float) -> list[Command]:
         """Sound from the caller while the agent talks: hold the agent's words at once, decide when it is heard."""
+        self._onset_at = now
         if self._interruptible() and not self._paused:
             self._paused = True
             return [PauseSpeaking()]
@@ -258,8 +265,19 @@ class CallFlow:
         return []
 
     def _recognised(self, text: str, now: float) -> list[Command]:
+        if self.state is CallState.THINKING and self._asked and text and not BACKCHANNEL.match(text):
+            self._joining = f"{self._joining}，{text}" if self._joining else text  # they paused mid-sentence
+            return []
         if self.state in (CallState.ON_HOLD, CallState.THINKING):
             return []  # nobody to answer yet: a person is coming, or the dialogue is busy
+        continuing = self._asked and self._onset_at < self._answered_at + CONTINUE_S
+        if self.state is CallState.SPEAKING and continuing and text and not BACKCHANNEL.match(text):
+            self._paused = False
+            self._playing.clear()
+            self._after_playback = None
+            self.state = CallState.THINKING
+            self._asked = f"{self._asked}，{text}"  # the answer was to half a sentence: ask again with all of it
+            return [StopSpeaking(), AskDialogue(self._asked, replaces_last=True)]
         if not text or (self.state is CallState.SPEAKING and BACKCHANNEL.match(text)):
             if self.state is CallState.INTERRUPTED:
                 self.state = CallState.LISTENING
@@ -276,6 +294,7 @@ class CallFlow:
         self._after_playback = None
         self._reprompts = 0
         self.state = CallState.THINKING
+        self._asked, self._joining = text, ""
         return [*commands, AskDialogue(text)]
 
     def _key(self, key: str, now: float) -> list[Command]:
@@ -302,6 +321,7 @@ class CallFlow:
     def _submit_digits(self) -> list[Command]:
         digits, secret = self._digits, bool((self._collect or {}).get("secret"))
         self._digits, self._collect = "", None
+        self._asked, self._joining = "", ""  # keys are never joined with speech
         if not digits:
             return []
         self.state = CallState.THINKING
@@ -310,6 +330,10 @@ class CallFlow:
     def _answered(self, turn: BotTurn, now: float) -> list[Command]:
         if self.state is CallState.ON_HOLD:
             return []
+        if self._joining and self.state is CallState.THINKING:  # that answer was to half a sentence
+            self._asked, self._joining = f"{self._asked}，{self._joining}", ""
+            return [AskDialogue(self._asked, replaces_last=True)]
+        self._answered_at = now
         collect = turn.payload("collect_digits")
         if collect:
             self._collect, self._digits = collect, ""

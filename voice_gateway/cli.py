@@ -184,17 +184,22 @@ def cmd_test(args: argparse.Namespace) -> int:
     return subprocess.run(pytest, cwd=settings.root, env=env).returncode
 
 
+def _dial_url(args: argparse.Namespace, runtime: dict, path: str) -> str | None:
+    """Where `hotline call` and `hotline bench` dial: --url, else the running hotline's SIP port or `path`."""
+    url = args.url or (runtime.get("sip_url") if args.sip else None)
+    if not url and runtime.get("gateway_url") and not args.sip:
+        url = f"{runtime['gateway_url']}{path}"
+    if not url:
+        say("no running gateway found: start the hotline with ./hotline up, or give --url")
+    return url
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     from voice_gateway.caller import call_and_report
 
-    settings = Settings()
-    runtime = _runtime(settings)
-    path = "/twilio" if args.twilio else "/pcm"
-    url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
-    if args.sip:
-        url = args.url or runtime.get("sip_url")
+    runtime = _runtime(Settings())
+    url = _dial_url(args, runtime, "/twilio" if args.twilio else "/pcm")
     if not url:
-        say("no running gateway found: start the hotline with ./hotline up, or give --url")
         return 1
     token = args.token or runtime.get("gateway_token")
     report = asyncio.run(call_and_report(url, token, args.turns, runtime.get("redis_url"), args.save))
@@ -211,11 +216,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = Settings()
     runtime = _runtime(settings)
     path = "/pcm" if args.pcm else "/twilio"
-    url = args.url or (f"{runtime['gateway_url']}{path}" if runtime.get("gateway_url") else None)
-    if args.sip:
-        url = args.url or runtime.get("sip_url")
+    url = _dial_url(args, runtime, path)
     if not url:
-        say("no running gateway found: start the hotline with ./hotline up, or give --url")
         return 1
     health = _health(runtime.get("gateway_url", "") if args.sip else url)
     wire = "sip" if url.startswith("sip") else path.strip("/")

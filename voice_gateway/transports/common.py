@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,17 @@ class ProtocolViolation(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+def json_object(raw: str) -> dict[str, Any]:
+    """A text message that must be one JSON object, or the protocol error the peer is closed with."""
+    try:
+        message = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolViolation(CloseCode.INVALID_DATA, "a JSON object was expected")
+    return message
 
 
 async def run_call(

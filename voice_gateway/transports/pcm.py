@@ -16,7 +16,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from voice_gateway.transports.common import CloseCode, ProtocolViolation, run_call
+from voice_gateway.transports.common import CloseCode, ProtocolViolation, json_object, run_call
 
 log = logging.getLogger("hotline.pcm")
 RATES = (8000, 16000)
@@ -44,16 +44,6 @@ class PcmStream:
         await self.ws.close(CloseCode.NORMAL, f"hangup: {reason}"[:120])
 
 
-def _json(raw: str) -> dict[str, Any]:
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
-    if not isinstance(message, dict):
-        raise ProtocolViolation(CloseCode.INVALID_DATA, "a JSON object was expected")
-    return message
-
-
 async def handle(ws: ServerConnection, gateway: Any) -> None:
     stream = PcmStream(ws)
 
@@ -61,7 +51,7 @@ async def handle(ws: ServerConnection, gateway: Any) -> None:
         raw = await ws.recv()
         if isinstance(raw, bytes):
             raise ProtocolViolation(CloseCode.PROTOCOL, "the first message must be the JSON metadata")
-        meta = _json(raw)
+        meta = json_object(raw)
         rate = meta.get("sampleRate", meta.get("sample_rate"))
         if rate not in RATES:
             raise ProtocolViolation(CloseCode.UNSUPPORTED, f"unsupported sample rate {rate!r}: 8000 or 16000")
@@ -75,7 +65,7 @@ async def handle(ws: ServerConnection, gateway: Any) -> None:
                     raise ProtocolViolation(CloseCode.INVALID_DATA, f"bad PCM frame of {len(raw)} bytes")
                 session.audio(raw)
                 continue
-            message = _json(raw)
+            message = json_object(raw)
             kind = message.get("type")
             if kind == "dtmf":
                 session.key(str(message.get("digit", ""))[:1])

@@ -45,7 +45,7 @@ from websockets.protocol import State
 from voice_gateway import metrics
 from voice_gateway.audio import FRAME_MS, array_to_pcm, frame_bytes
 from voice_gateway.records import EVENTS
-from voice_gateway.transports.common import CloseCode, ProtocolViolation
+from voice_gateway.transports.common import CloseCode, ProtocolViolation, json_object
 
 log = logging.getLogger("hotline.webrtc")
 logging.getLogger("aioice.ice").setLevel(logging.WARNING)  # every candidate pair of every call, at INFO
@@ -206,13 +206,7 @@ def reachable_candidates(sdp: str, addresses: tuple[str, ...] | None) -> str:
 def _message(raw: str | bytes) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raise ProtocolViolation(CloseCode.UNSUPPORTED, "binary messages are not used here: media goes over WebRTC")
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
-    if not isinstance(message, dict):
-        raise ProtocolViolation(CloseCode.INVALID_DATA, "a JSON object was expected")
-    return message
+    return json_object(raw)
 
 
 async def _first(*awaitables: Awaitable[Any]) -> None:
