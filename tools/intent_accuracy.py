@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import urllib.request
-from pathlib import Path
 
 from voice_gateway.asr import make_recognizer
 from voice_gateway.audio import frames, ulaw_decode, ulaw_encode
@@ -58,7 +57,9 @@ def main() -> int:
             wrong.append(f"{entry['file']}: heard {text!r} -> {intent} (expected {entry['intent']})")
     total = right + len(wrong)
     print("\n".join(wrong))
-    print(f"{recognizer.info.model} at {rate} Hz{' mu-law' if args.phone else ''}: {right}/{total} = {right / total:.3f}")
+    print(
+        f"{recognizer.info.model} at {rate} Hz{' mu-law' if args.phone else ''}: {right}/{total} = {right / total:.3f}"
+    )
     return 0
 
 

@@ -63,7 +63,7 @@ class RasaClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post(self, path: str, body: Any) -> Any:
         try:
             async with self._http().post(f"{self.base_url}{path}", json=body, params=self._params) as response:
                 if response.status != 200:
@@ -79,8 +79,10 @@ class RasaClient:
         return BotTurn.from_messages(messages or [])
 
     async def rewind(self, sender: str) -> None:
-        """Take back the caller's last message and everything the bot did after it (Rasa's `rewind` event)."""
-        await self._post(f"/conversations/{sender}/tracker/events", {"event": "rewind"})
+        """Take back the caller's last message and everything the bot did after it (Rasa's `rewind` event), and
+        listen again: without the `action_listen`, Rasa 3.6 answers the next message with silence."""
+        events = [{"event": "rewind"}, {"event": "action", "name": "action_listen"}]
+        await self._post(f"/conversations/{sender}/tracker/events", events)
 
     async def parse(self, text: str) -> dict[str, Any]:
         return await self._post("/model/parse", {"text": text[:MAX_TEXT]})

@@ -123,7 +123,7 @@ async def test_keypad_zero_hands_the_call_to_a_person(gateway: VoiceGateway) -> 
     caller = SimulatedCaller(gateway.url())
     waiting = asyncio.create_task(caller.run([Turn(keys="0"), Turn(wait_s=6)]))
     key = f"hotline:call:{caller.call_id}"
-    for _ in range(100):  # while the caller waits, the call is in the queue for a person
+    for _ in range(300):  # after the greeting (8 s) and the key 0, the call waits in the queue
         await asyncio.sleep(0.1)
         if r.hget(key, "state") == b"on_hold":
             break
