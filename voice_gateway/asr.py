@@ -282,6 +282,7 @@ class WhisperRecognizer:
         name: str | None = None,
         cpu_threads: int | None = None,
         beam_size: int = 2,
+        digits_beam_size: int = 2,
         prompt: str = PROMPT,
         digits_prompt: str = DIGITS_PROMPT,
     ) -> None:
@@ -289,7 +290,9 @@ class WhisperRecognizer:
         self.cpu_threads = cpu_threads or min(2, os.cpu_count() or 1)
         self.model = self._shared_model(self.path, self.cpu_threads)
         self.info = RecognizerInfo("whisper", False, name or str(self.path))
+        # greedy decoding (1) is ~20% faster but understood one fewer of the 70 committed intent recordings
         self.beam_size = beam_size
+        self.digits_beam_size = digits_beam_size  # spoken ID numbers need the wider search
         self.prompt = prompt
         self.digits_prompt = digits_prompt
 
@@ -309,7 +312,7 @@ class WhisperRecognizer:
         prompt = self.digits_prompt if digits else self.prompt
         if hints:
             prompt += "可能说到：" + "、".join(hints)[:120] + "。"
-        return WhisperUtterance(self, sample_rate, prompt)
+        return WhisperUtterance(self, sample_rate, prompt, self.digits_beam_size if digits else self.beam_size)
 
     def warm_up(self, sample_rates: tuple[int, ...] = (), *, speech: bytes | None = None, count: int = 1) -> None:
         """One transcription of 1 s of low noise, so that the first caller does not pay for initialisation (the
@@ -320,7 +323,7 @@ class WhisperRecognizer:
         )
         list(segments)
 
-    def transcribe(self, pcm16k: bytes, prompt: str | None = None) -> Transcript:
+    def transcribe(self, pcm16k: bytes, prompt: str | None = None, beam_size: int | None = None) -> Transcript:
         """Transcribe a whole utterance of 16 kHz PCM, with the hallucination guards."""
         seconds = len(pcm16k) / 32000
         if seconds < MIN_SECONDS or rms_dbfs(pcm16k) < MIN_DBFS:
@@ -330,7 +333,7 @@ class WhisperRecognizer:
             audio,
             language="zh",
             initial_prompt=prompt or self.prompt,
-            beam_size=self.beam_size,
+            beam_size=beam_size or self.beam_size,
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
@@ -357,10 +360,11 @@ def _is_speech(segment: Any) -> bool:
 class WhisperUtterance:
     """Buffers one utterance (up to MAX_SECONDS) at the call's rate; finish() resamples and transcribes."""
 
-    def __init__(self, owner: WhisperRecognizer, sample_rate: int, prompt: str) -> None:
+    def __init__(self, owner: WhisperRecognizer, sample_rate: int, prompt: str, beam_size: int) -> None:
         self._owner = owner
         self._rate = sample_rate
         self._prompt = prompt
+        self._beam = beam_size
         self._buffer: bytearray | None = bytearray()
         self._limit = int(MAX_SECONDS * sample_rate) * 2
         self._result: Transcript | None = None
@@ -383,7 +387,7 @@ class WhisperUtterance:
                 return
             heard = len(self._buffer)
             pcm = resample(bytes(self._buffer[:heard]), self._rate, 16000)
-            self._preview = (heard, self._owner.transcribe(pcm, self._prompt))
+            self._preview = (heard, self._owner.transcribe(pcm, self._prompt, self._beam))
 
     def finish(self) -> Transcript:
         with self._lock:
@@ -395,7 +399,7 @@ class WhisperUtterance:
                     self._result = self._preview[1]  # only silence since the preview: it heard it all
                 else:
                     pcm = resample(bytes(self._buffer), self._rate, 16000)
-                    self._result = self._owner.transcribe(pcm, self._prompt)
+                    self._result = self._owner.transcribe(pcm, self._prompt, self._beam)
             return self._result
 
     def close(self) -> None:

@@ -356,9 +356,9 @@ def test_whisper_preview_on_a_pause_is_reused_when_only_silence_follows(whisper:
     calls = []
     real = whisper.transcribe
 
-    def counted(pcm16k: bytes, prompt: str | None = None) -> Transcript:
+    def counted(pcm16k: bytes, prompt: str | None = None, beam_size: int | None = None) -> Transcript:
         calls.append(len(pcm16k))
-        return real(pcm16k, prompt)
+        return real(pcm16k, prompt, beam_size)
 
     whisper.transcribe = counted  # type: ignore[method-assign]
     try:
