@@ -270,6 +270,7 @@ class CallSession:
     async def _clock(self) -> None:
         while True:
             await asyncio.sleep(0.25)
+            self._tasks = [task for task in self._tasks if not task.done()]  # a long call makes many small tasks
             await self._events.put(Tick(time.monotonic()))
 
     async def _run_flow(self) -> None:
@@ -395,7 +396,8 @@ class CallSession:
         self._player.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._player
-        self._tasks.remove(self._player)
+        if self._player in self._tasks:
+            self._tasks.remove(self._player)
         self._player = asyncio.create_task(self._play())
         self._tasks.append(self._player)
         was_holding = not self._may_play.is_set()
