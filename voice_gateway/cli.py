@@ -75,7 +75,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"Redis:         {stack.redis_url}{'' if settings.redis_url else ' (local, stops with the hotline)'}")
     say(f"Action server: {settings.action_server_url}")
     say(f"Rasa server:   {stack.rasa_url}  (REST channel: {stack.rasa_url}/webhooks/rest/webhook)")
-    say(f"Voice gateway: {stack.gateway_url}/twilio and /pcm (token in {stack.runtime_file}); /healthz, /metrics")
+    if stack.gateway_url:
+        runtime = _runtime(settings)
+        say(f"Voice gateway: {stack.gateway_url}/twilio and /pcm (token in {stack.runtime_file}); /healthz, /metrics")
+        say(f"SIP:           {runtime.get('sip_url') or 'off (HOTLINE_SIP_PORT=0)'}")
+        page = stack.gateway_url.replace("ws://", "http://", 1)
+        say(f"Softphone:     {page}/phone?token=<gateway_token from {stack.runtime_file.name}>")
     say(f"logs in {settings.var_dir / 'log'}; try ./hotline chat, or ./hotline call tests/audio/<file>.wav")
     say("Ctrl-C stops everything")
     try:
