@@ -270,14 +270,6 @@ class CallFlow:
             return []
         if self.state in (CallState.ON_HOLD, CallState.THINKING):
             return []  # nobody to answer yet: a person is coming, or the dialogue is busy
-        continuing = self._asked and self._onset_at < self._answered_at + CONTINUE_S
-        if self.state is CallState.SPEAKING and continuing and text and not BACKCHANNEL.match(text):
-            self._paused = False
-            self._playing.clear()
-            self._after_playback = None
-            self.state = CallState.THINKING
-            self._asked = f"{self._asked}，{text}"  # the answer was to half a sentence: ask again with all of it
-            return [StopSpeaking(), AskDialogue(self._asked, replaces_last=True)]
         if not text or (self.state is CallState.SPEAKING and BACKCHANNEL.match(text)):
             if self.state is CallState.INTERRUPTED:
                 self.state = CallState.LISTENING
@@ -288,14 +280,19 @@ class CallFlow:
             return []  # noise, or 嗯/对 while the agent talks: not a turn
         if self.state is CallState.SPEAKING and not all(self._playing.values()):
             return []  # a notice that must be heard is still playing
+        # speaking again as the answer began: the answer was to half a sentence, ask again with all of it
+        continuing = self.state is CallState.SPEAKING and self._onset_at < self._answered_at + CONTINUE_S
+        if continuing and self._asked:
+            text = f"{self._asked}，{text}"
         commands: list[Command] = [StopSpeaking()] if self.state is CallState.SPEAKING else []
         self._paused = False
         self._playing.clear()
         self._after_playback = None
         self._reprompts = 0
         self.state = CallState.THINKING
+        replaces_last = bool(continuing and self._asked)
         self._asked, self._joining = text, ""
-        return [*commands, AskDialogue(text)]
+        return [*commands, AskDialogue(text, replaces_last=replaces_last)]
 
     def _key(self, key: str, now: float) -> list[Command]:
         if self.state in (CallState.ON_HOLD, CallState.THINKING) or key not in "0123456789*#":

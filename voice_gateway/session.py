@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer, Transcrip
 from voice_gateway.rasa_client import DialogueError, RasaClient
 from voice_gateway.recording import CallRecorder
 from voice_gateway.records import CallRecords
+from voice_gateway.speech_text import sentences
 from voice_gateway.vad import Endpointer
 
 log = logging.getLogger("hotline.call")
@@ -82,12 +82,6 @@ class Engines:
     dialogue: RasaClient
     records: CallRecords
     make_endpointer: Callable[[int], Endpointer]  # sample rate -> a fresh endpointer for one call
-
-
-def sentences(text: str) -> list[str]:
-    """Split an answer after each sentence's final punctuation, so that its first sentence can be spoken early."""
-    pieces = [p for p in re.findall(r"[^。！？；!?;]+[。！？；!?;]*|[。！？；!?;]+", text) if p.strip()]
-    return pieces or [text]
 
 
 def _finish(recognizer: UtteranceRecognizer, tail: bytes = b"") -> Transcript:

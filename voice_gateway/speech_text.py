@@ -94,3 +94,9 @@ def speakable(text: str) -> str:
 def _code(digits: str) -> str:
     """A code in groups: spaces between groups become short pauses."""
     return "，".join(digits_spoken(group) for group in digits.split())
+
+
+def sentences(text: str) -> list[str]:
+    """Split an answer after each sentence's final punctuation, so that its first sentence can be spoken early."""
+    pieces = [p for p in re.findall(r"[^。！？；!?;]+[。！？；!?;]*|[。！？；!?;]+", text) if p.strip()]
+    return pieces or [text]
