@@ -17,8 +17,8 @@ import urllib.request
 
 from voice_gateway.asr import make_recognizer
 from voice_gateway.audio import frames, ulaw_decode, ulaw_encode
-from voice_gateway.caller import read_wav
 from voice_gateway.config import PROJECT_ROOT, Settings
+from voice_gateway.testing.ws_caller import read_wav
 
 AUDIO = PROJECT_ROOT / "tests" / "audio"
 

@@ -200,7 +200,7 @@ def _dial_url(args: argparse.Namespace, runtime: dict, path: str) -> str | None:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from voice_gateway.caller import call_and_report
+    from voice_gateway.testing.ws_caller import call_and_report
 
     runtime = _runtime(Settings())
     url = _dial_url(args, runtime, "/twilio" if args.twilio else "/pcm")
@@ -216,7 +216,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from voice_gateway import bench
+    from voice_gateway.testing import bench
 
     settings = Settings()
     runtime = _runtime(settings)

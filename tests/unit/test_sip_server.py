@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from voice_gateway.audio import rms_dbfs
-from voice_gateway.sip_caller import SipCaller, SipCallFailed
+from voice_gateway.testing.sip_caller import SipCaller, SipCallFailed
 from voice_gateway.transports import sip
 from voice_gateway.transports.sip import SipServer, SipSettings, parse_allow
 

@@ -20,9 +20,9 @@ import redis
 from tests.voice.conftest import VoiceGateway, first, log_tail
 from tests.voice.sip.pcap import write_pcap
 from voice_gateway.audio import rms_dbfs
-from voice_gateway.caller import Turn, read_wav
 from voice_gateway.records import CallRecords
-from voice_gateway.sip_caller import SipCaller
+from voice_gateway.testing.sip_caller import SipCaller
+from voice_gateway.testing.ws_caller import Turn, read_wav
 from voice_gateway.transports.rtp import build_rtp
 
 SCENARIO = Path(__file__).parent / "sip" / "uac_pcap.xml"

@@ -14,8 +14,8 @@ from websockets.exceptions import ConnectionClosed
 from hotline_domain.seed import DEMO_CALLERS
 from tests.voice.conftest import VoiceGateway, first, wav
 from voice_gateway.audio import frames, rms_dbfs
-from voice_gateway.caller import SimulatedCaller, Turn, call_and_report, read_wav
 from voice_gateway.records import CallRecords
+from voice_gateway.testing.ws_caller import SimulatedCaller, Turn, call_and_report, read_wav
 
 CHEN = DEMO_CALLERS[4]  # no other test reports this caller's card lost
 

@@ -20,11 +20,11 @@ import redis.asyncio
 
 from tests.voice.conftest import VoiceGateway
 from voice_gateway.audio import rms_dbfs
-from voice_gateway.bench import intent_wavs
-from voice_gateway.caller import SimulatedCaller, Turn
 from voice_gateway.config import Settings
 from voice_gateway.procs import Stack, free_port, gateway_process
 from voice_gateway.records import EVENTS
+from voice_gateway.testing.bench import intent_wavs
+from voice_gateway.testing.ws_caller import SimulatedCaller, Turn
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from voice_gateway.audio import frames, ulaw_encode
-from voice_gateway.caller import read_wav
+from voice_gateway.testing.ws_caller import read_wav
 from voice_gateway.transports.rtp import FRAME_SAMPLES, build_rtp
 
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # microsecond stamps, Ethernet links

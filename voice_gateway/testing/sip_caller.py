@@ -27,7 +27,7 @@ from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipMessage, SipRequest, SipResponse
 from aiosipua.sdp import parse_sdp
 
-from voice_gateway.caller import SimulatedCaller
+from voice_gateway.testing.ws_caller import SimulatedCaller
 from voice_gateway.transports.rtp import FRAME_SAMPLES, RtpError, build_dtmf, build_rtp, decode, encode, parse_rtp
 from voice_gateway.transports.sip import T1, T2, session_name
 

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voice_gateway.caller import CallReport, Turn, dial, read_wav
 from voice_gateway.config import PROJECT_ROOT
+from voice_gateway.testing.ws_caller import CallReport, Turn, dial, read_wav
 
 AUDIO = PROJECT_ROOT / "tests" / "audio"
 TICKS = os.sysconf("SC_CLK_TCK")

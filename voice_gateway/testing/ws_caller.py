@@ -318,7 +318,7 @@ def parse_turns(items: list[str]) -> list[Turn]:
 def dial(url: str, token: str | None = None) -> SimulatedCaller:
     """The caller for a gateway URL: sip:... over SIP/RTP, ws://.../pcm raw PCM at 16 kHz, else Twilio."""
     if url.startswith(("sip:", "sips:")):
-        from voice_gateway.sip_caller import SipCaller
+        from voice_gateway.testing.sip_caller import SipCaller
 
         return SipCaller(url)
     kind = PcmCaller if urlsplit(url).path.rstrip("/").endswith("/pcm") else SimulatedCaller

@@ -1,0 +1,1 @@
+"""Simulated callers and the load bench; not used by the running gateway."""
