@@ -68,8 +68,8 @@ class Caller:
         return turn
 
     async def keys(self, digits: str) -> BotTurn:
-        asked = (self.turns[-1].payload("collect_digits") if self.turns else None) or {}
-        if asked.get("secret"):
+        asked = self.turns[-1].collect if self.turns else None
+        if asked is not None and asked.secret:
             ref = put_secret_digits(redis.Redis.from_url(self.redis_url), digits)
             return await self.say(keypad_message(ref=ref))
         return await self.say(keypad_message(digits))

@@ -131,12 +131,11 @@ async def _chat(url: str, sender: str, redis_url: str | None) -> int:
                 continue
             for text in turn.texts:
                 print(f"客服> {text}")
-            for payload in turn.payloads:
-                print(f"  [{', '.join(payload)}] {json.dumps(payload, ensure_ascii=False)}")
-            collect = turn.payload("collect_digits") or {}
-            secret_next = bool(collect.get("secret"))
-            if turn.payload("hangup") or turn.payload("handoff"):
-                print("  (the call would now be " + ("handed to a person)" if turn.payload("handoff") else "ended)"))
+            for part in turn.parts:
+                print(f"  [{part.KEY}] {json.dumps(part.to_payload(), ensure_ascii=False)}")
+            secret_next = turn.collect is not None and turn.collect.secret
+            if turn.hangup or turn.handoff:
+                print("  (the call would now be " + ("handed to a person)" if turn.handoff else "ended)"))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from hotline_domain.contract import BotTurn, ContractError
 from hotline_domain.nlu import MAX_TEXT
+
+__all__ = ["NOTHING_UNDERSTOOD", "BotTurn", "DialogueError", "RasaClient"]  # BotTurn: re-exported for now
 
 NOTHING_UNDERSTOOD = "/nlu_fallback"  # what an empty turn means to the dialogue: reprompt, and count it
 
 
 class DialogueError(RuntimeError):
     """The dialogue server did not answer usefully."""
-
-
-@dataclass
-class BotTurn:
-    """What the bot said and asked for in one turn: spoken texts and the custom payloads for the gateway."""
-
-    texts: list[str] = field(default_factory=list)
-    payloads: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_messages(cls, messages: list[dict[str, Any]]) -> BotTurn:
-        turn = cls()
-        for message in messages:
-            if message.get("text"):
-                turn.texts.append(message["text"])
-            if isinstance(message.get("custom"), dict):
-                turn.payloads.append(message["custom"])
-        return turn
-
-    def payload(self, key: str) -> dict[str, Any] | None:
-        return next((p[key] for p in self.payloads if key in p), None)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.texts)
 
 
 class RasaClient:
@@ -76,7 +53,10 @@ class RasaClient:
         """One caller turn (text, or /inform{"digits": "..."} for keypad input) -> the bot's answer."""
         text = text.strip()[:MAX_TEXT] or NOTHING_UNDERSTOOD  # Rasa answers nothing at all to empty text
         messages = await self._post("/webhooks/rest/webhook", {"sender": sender, "message": text})
-        return BotTurn.from_messages(messages or [])
+        try:
+            return BotTurn.from_messages(messages or [])
+        except ContractError as exc:
+            raise DialogueError(f"the dialogue answered outside the contract: {exc}") from exc
 
     async def rewind(self, sender: str) -> None:
         """Take back the caller's last message and everything the bot did after it (Rasa's `rewind` event), and

@@ -1,12 +1,11 @@
 """The forms' questions: one `action_ask_<slot>` per slot, from the table QUESTIONS.
 
 Questions are actions rather than `utter_ask_*` responses so that each can carry the gateway's keypad
-instructions (`collect_digits`) and so that `action_ask_confirm` can read back the caller's card.
+instructions (`CollectDigits` in hotline_domain/contract.py) and so that `action_ask_confirm` can read back the
+caller's card.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
@@ -15,16 +14,17 @@ from rasa_sdk.types import DomainDict
 
 from actions.common import business_db
 from hotline_domain.business import BackendError
+from hotline_domain.contract import CollectDigits
 
 # slot -> (question, keypad instructions for the gateway or None)
-QUESTIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
+QUESTIONS: dict[str, tuple[str, CollectDigits | None]] = {
     "id_number": (
         "请说出您的十八位身份证号码，也可以在电话按键上输入，字母叉请按星号键，以井号键结束。",
-        {"slot": "id_number", "max_digits": 18, "terminator": "#", "star_means": "X", "speech_allowed": True},
+        CollectDigits(slot="id_number", max_digits=18, terminator="#", star_means="X", speech_allowed=True),
     ),
     "service_password": (
         "请在电话按键上输入六位服务密码，以井号键结束。",
-        {"slot": "service_password", "max_digits": 6, "terminator": "#", "speech_allowed": False, "secret": True},
+        CollectDigits(slot="service_password", max_digits=6, terminator="#", speech_allowed=False, secret=True),
     ),
     "elder_offer": ("您年满六十五岁，可以优先为您转接人工客服。需要现在转人工吗？", None),
     "case_number": ("请说出您的仲裁案号，比如二零二四年第一百二十三号。", None),
@@ -48,7 +48,7 @@ def ask(dispatcher: CollectingDispatcher, tracker: Tracker, slot: str) -> None:
         question = _confirm_question(tracker) or question
     dispatcher.utter_message(text=question)
     if keypad:
-        dispatcher.utter_message(json_message={"collect_digits": keypad})
+        dispatcher.utter_message(json_message=keypad.to_payload())
 
 
 def _confirm_question(tracker: Tracker) -> str | None:

@@ -1,4 +1,4 @@
-"""What the actions share: the business database, the handoff payload, service metadata."""
+"""What the actions share: the business database, the handoff (hotline_domain/contract.py), service metadata."""
 
 from __future__ import annotations
 
@@ -15,21 +15,24 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import prompts
 from hotline_domain.answers import question_cue, yes_no
 from hotline_domain.business import BusinessDb
+from hotline_domain.contract import CallerIdentity, Handoff, HandoffQueue, HandoffReason
 from hotline_domain.identity import mask_id, mask_phone, redact
 from hotline_domain.keypad import take_secret_digits
 
 log = logging.getLogger("hotline.actions")
 
 # which human agent queue (service domain) an intent belongs to
-QUEUES = {
-    "social_insurance": (
+QUEUES: dict[HandoffQueue, str] = {
+    HandoffQueue.SOCIAL_INSURANCE: (
         "query_pension_contribution query_pension_payment pension_certification retirement_age insurance_transfer "
         "unemployment_benefit work_injury flexible_employment_insurance contribution_certificate"
     ),
-    "card": "card_loss_report card_application card_progress card_activation electronic_card",
-    "employment": "job_search unemployment_registration vocational_training entrepreneurship_support career_guidance",
-    "talent": "talent_policy professional_title skill_certificate personnel_archive",
-    "arbitration": "wage_arrears labor_arbitration arbitration_progress labor_contract",
+    HandoffQueue.CARD: "card_loss_report card_application card_progress card_activation electronic_card",
+    HandoffQueue.EMPLOYMENT: (
+        "job_search unemployment_registration vocational_training entrepreneurship_support career_guidance"
+    ),
+    HandoffQueue.TALENT: "talent_policy professional_title skill_certificate personnel_archive",
+    HandoffQueue.ARBITRATION: "wage_arrears labor_arbitration arbitration_progress labor_contract",
 }
 QUEUE_OF = {intent: queue for queue, intents in QUEUES.items() for intent in intents.split()}
 
@@ -74,45 +77,45 @@ def masked_slots(tracker: Tracker) -> dict[str, Any]:
     return shown
 
 
-REASONS = {
-    "caller_request": "来电人要求转人工",
-    "not_understood": "连续两次未能理解来电人",
-    "verification_failed": "身份验证三次失败",
-    "complaint": "来电人投诉",
-    "urgent_wage_arrears": "疑似紧急欠薪维权",
-    "elderly_caller": "六十五岁以上老人，按适老化规则优先人工",
-    "backend_error": "业务系统故障",
-    "keypad_zero": "来电人按零转人工",
+# what a person reads first in the handoff summary
+REASONS: dict[HandoffReason, str] = {
+    HandoffReason.CALLER_REQUEST: "来电人要求转人工",
+    HandoffReason.NOT_UNDERSTOOD: "连续两次未能理解来电人",
+    HandoffReason.VERIFICATION_FAILED: "身份验证三次失败",
+    HandoffReason.COMPLAINT: "来电人投诉",
+    HandoffReason.URGENT_WAGE_ARREARS: "疑似紧急欠薪维权",
+    HandoffReason.ELDERLY_CALLER: "六十五岁以上老人，按适老化规则优先人工",
+    HandoffReason.BACKEND_ERROR: "业务系统故障",
+    HandoffReason.KEYPAD_ZERO: "来电人按零转人工",
 }
 
 
 def handoff(
     dispatcher: CollectingDispatcher,
     tracker: Tracker,
-    reason: str,
+    reason: HandoffReason | str,
     *,
     text: str | None = prompts.HANDOFF,
 ) -> list[EventType]:
-    """End the bot's turn with a handoff payload the gateway acts on, and close any open form."""
+    """End the bot's turn with a handoff payload the gateway acts on, and close any open form.
+
+    `reason` is a `HandoffReason` or its name; an unknown name raises `ContractError` before anything is said.
+    """
     topic = tracker.get_slot("service") or last_topic(tracker)
     id_number = tracker.get_slot("id_number")
-    verified = bool(tracker.get_slot("verified"))
     last_text = redact(tracker.latest_message.get("text") or "")
     service = SERVICE_NAMES.get(topic or "", topic or "未明确")
-    summary = f"{REASONS.get(reason, reason)}；业务：{service}；最后一句：{last_text[:60]}"
-    payload = {
-        "handoff": {
-            "reason": reason,
-            "queue": QUEUE_OF.get(topic or "", "general"),
-            "identity": {"id_number": mask_id(id_number) if id_number else None, "verified": verified},
-            "slots": masked_slots(tracker),
-            "summary": summary,
-        }
-    }
+    request = Handoff(
+        reason=reason,
+        queue=QUEUE_OF.get(topic or "", HandoffQueue.GENERAL),
+        identity=CallerIdentity(mask_id(id_number) if id_number else None, bool(tracker.get_slot("verified"))),
+        slots=masked_slots(tracker),
+        summary=f"{REASONS.get(reason, reason)}；业务：{service}；最后一句：{last_text[:60]}",
+    )
     if text:
         dispatcher.utter_message(text=text)
-    dispatcher.utter_message(json_message=payload)
-    log.info("handoff reason=%s queue=%s", reason, payload["handoff"]["queue"])
+    dispatcher.utter_message(json_message=request.to_payload())
+    log.info("handoff reason=%s queue=%s", request.reason, request.queue)
     return [ActiveLoop(None), SlotSet("requested_slot", None)]
 
 

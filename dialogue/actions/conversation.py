@@ -11,6 +11,7 @@ from rasa_sdk.types import DomainDict
 
 from actions import prompts
 from actions.common import anything_else, handoff, keyed_digits, latest_intent
+from hotline_domain.contract import Hangup, HangupReason
 
 _FORM_SLOTS = (
     "birth_year",
@@ -171,7 +172,7 @@ class ActionYesNo(Action):
 
 
 def hang_up(dispatcher: CollectingDispatcher) -> list[EventType]:
-    dispatcher.utter_message(json_message={"hangup": {"reason": "caller_done"}})
+    dispatcher.utter_message(json_message=Hangup(HangupReason.CALLER_DONE).to_payload())
     return []
 
 

@@ -9,6 +9,7 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from hotline_domain import schema
+from hotline_domain.contract import CallerIdentity, CollectDigits, HandoffQueue, HandoffReason, Hangup, HangupReason
 from hotline_domain.seed import DEMO_CALLERS
 from tests.conftest import Caller
 from voice_gateway.config import PROJECT_ROOT
@@ -31,19 +32,15 @@ def response_text(name: str) -> str:
 
 async def verify(caller: Caller, who, *, by_keypad: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Answer the identity questions for a demo caller; the bot must ask for them in this order."""
-    assert caller.turns[-1].payload("collect_digits")["slot"] == "id_number"
+    assert caller.turns[-1].collect is not None and caller.turns[-1].collect.slot == "id_number"
     turn = await (
         caller.keys(who.id_number + "#") if by_keypad else caller.say(f"身份证号是{spoken_digits(who.id_number)}")
     )
     assert f"尾号{who.id_number[-4:]}" in turn.text
     assert who.id_number not in turn.text  # never read back in full
-    assert turn.payload("collect_digits") == {
-        "slot": "service_password",
-        "max_digits": 6,
-        "terminator": "#",
-        "speech_allowed": False,
-        "secret": True,
-    }
+    assert turn.collect == CollectDigits(
+        slot="service_password", max_digits=6, terminator="#", speech_allowed=False, secret=True
+    )
     turn = await caller.keys(who.password + "#")
     assert "身份验证通过" in turn.text
 
@@ -63,7 +60,7 @@ async def test_card_loss_report_from_greeting_to_goodbye(caller: Caller, stack) 
     assert turn.text.endswith("还有其他问题吗？")
     turn = await caller.say("没有了谢谢")
     assert turn.text == response_text("utter_goodbye")
-    assert turn.payload("hangup") == {"reason": "caller_done"}
+    assert turn.hangup == Hangup(HangupReason.CALLER_DONE)
     engine = create_engine(stack.settings.db_url)
     with engine.connect() as conn:
         report = conn.execute(
@@ -91,16 +88,17 @@ async def test_elderly_caller_is_offered_a_person_and_may_decline(caller: Caller
     await verify(caller, LI)
     assert "六十五岁" in caller.turns[-1].text and "转人工" in caller.turns[-1].text
     turn = await caller.say("不用了")
-    assert "还在发放流程中" in turn.text and turn.payload("handoff") is None
+    assert "还在发放流程中" in turn.text and turn.handoff is None
 
 
 async def test_elderly_caller_takes_the_offer(caller: Caller) -> None:
     await caller.say("查一下养老金发了没有")
     await verify(caller, LI)
     turn = await caller.say("好的")
-    handoff = turn.payload("handoff")
-    assert handoff["reason"] == "elderly_caller" and handoff["queue"] == "social_insurance"
-    assert handoff["identity"] == {"id_number": "310104********2422", "verified": True}
+    handoff = turn.handoff
+    assert handoff is not None
+    assert handoff.reason is HandoffReason.ELDERLY_CALLER and handoff.queue is HandoffQueue.SOCIAL_INSURANCE
+    assert handoff.identity == CallerIdentity("310104********2422", verified=True)
 
 
 @pytest.mark.parametrize(
@@ -132,10 +130,11 @@ async def test_three_failed_verifications_go_to_a_person(caller: Caller) -> None
     turn = await caller.keys("000000#")
     assert "密码不正确" in turn.text
     turn = await caller.keys("111111#")
-    handoff = turn.payload("handoff")
-    assert handoff["reason"] == "verification_failed"
-    assert handoff["identity"]["verified"] is False
-    assert ZHANG.id_number not in str(handoff) and ZHANG.password not in str(handoff)
+    handoff = turn.handoff
+    assert handoff is not None and handoff.reason is HandoffReason.VERIFICATION_FAILED
+    assert handoff.identity.verified is False
+    wire = str(handoff.to_payload())
+    assert ZHANG.id_number not in wire and ZHANG.password not in wire
 
 
 async def test_a_spoken_password_is_refused(caller: Caller) -> None:
@@ -247,29 +246,30 @@ async def test_request_for_a_person_mid_form_hands_off_with_context(caller: Call
     await caller.say("社保卡丢了要挂失")
     await caller.say(f"身份证号是{spoken_digits(WANG.id_number)}")
     turn = await caller.say("我要转人工")
-    handoff = turn.payload("handoff")
-    assert handoff["reason"] == "caller_request" and handoff["queue"] == "card"
-    assert handoff["identity"] == {"id_number": "440106********3663", "verified": False}
-    assert handoff["slots"]["service"] == "card_loss_report" and "社保卡挂失" in handoff["summary"]
+    handoff = turn.handoff
+    assert handoff is not None
+    assert handoff.reason is HandoffReason.CALLER_REQUEST and handoff.queue is HandoffQueue.CARD
+    assert handoff.identity == CallerIdentity("440106********3663", verified=False)
+    assert handoff.slots["service"] == "card_loss_report" and "社保卡挂失" in handoff.summary
 
 
 async def test_complaint_goes_to_a_person(caller: Caller) -> None:
     turn = await caller.say("你们这个服务太差了我要投诉")
-    assert turn.payload("handoff")["reason"] == "complaint" and "抱歉" in turn.text
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.COMPLAINT and "抱歉" in turn.text
 
 
 async def test_two_turns_not_understood_go_to_a_person(caller: Caller) -> None:
     turn = await caller.say("阿巴阿巴咕噜咕噜")
-    assert turn.payload("handoff") is None and "没有听明白" in turn.text
+    assert turn.handoff is None and "没有听明白" in turn.text
     turn = await caller.say("咕噜叽里呱啦布拉布拉")
-    assert turn.payload("handoff")["reason"] == "not_understood"
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.NOT_UNDERSTOOD
 
 
 async def test_urgent_wage_arrears_goes_to_a_person(caller: Caller) -> None:
     turn = await caller.say("老板跑路了，我们三十多个工友半年工资都没拿到")
     assert turn.texts[0] == response_text("utter_wage_arrears")
-    assert turn.payload("handoff")["reason"] == "urgent_wage_arrears"
-    assert turn.payload("handoff")["queue"] == "arbitration"
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.URGENT_WAGE_ARREARS
+    assert turn.handoff.queue is HandoffQueue.ARBITRATION
 
 
 @pytest.mark.parametrize(("text", "hotline"), [("医保报销怎么弄", "12393"), ("公积金怎么提取", "12329")])
@@ -282,7 +282,7 @@ async def test_out_of_scope_redirects_to_the_right_hotline(caller: Caller, text:
 async def test_bad_input_gets_a_short_answer_and_the_call_goes_on(caller: Caller, text: str) -> None:
     turn = await caller.say(text)
     assert turn.texts and len(turn.text) < 120
-    assert turn.payload("handoff") is None
+    assert turn.handoff is None
     turn = await caller.say("你好")
     assert turn.text == response_text("utter_greet")
 
@@ -293,14 +293,14 @@ async def test_bad_input_gets_a_short_answer_and_the_call_goes_on(caller: Caller
 async def test_nonsense_is_not_understood_and_reprompted(caller: Caller, text: str) -> None:
     turn = await caller.say(text)
     assert turn.text == RESPONSES_NOT_UNDERSTOOD
-    assert turn.payload("handoff") is None
+    assert turn.handoff is None
 
 
 async def test_keypad_zero_reaches_a_person_and_unknown_keys_are_explained(caller: Caller) -> None:
     turn = await caller.keys("99#")
     assert "按键无效" in turn.text
     turn = await caller.keys("0")
-    assert turn.payload("handoff")["reason"] == "keypad_zero"
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.KEYPAD_ZERO
 
 
 async def test_capabilities_and_thanks(caller: Caller) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import redis
 from sqlalchemy import create_engine, text
 
+from hotline_domain.contract import HandoffReason
 from hotline_domain.seed import DEMO_CALLERS
 from tests.conftest import Caller
 from tests.dialogue.test_conversations import spoken_digits
@@ -51,7 +52,7 @@ async def test_database_down_during_verification_apologises_and_hands_off(caller
     with table_offline(stack.settings.db_url, "citizens"):
         turn = await caller.say(f"身份证号是{spoken_digits(ZHANG.id_number)}")
     assert "非常抱歉" in turn.text
-    assert turn.payload("handoff")["reason"] == "backend_error"
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.BACKEND_ERROR
 
 
 async def test_database_down_during_a_query_apologises_and_hands_off(caller: Caller, stack: Stack) -> None:
@@ -60,7 +61,7 @@ async def test_database_down_during_a_query_apologises_and_hands_off(caller: Cal
     with table_offline(stack.settings.db_url, "card_orders"):
         turn = await caller.keys(WANG.password + "#")
     assert "非常抱歉" in turn.text and "制好" not in turn.text  # no guessed answer
-    assert turn.payload("handoff")["reason"] == "backend_error"
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.BACKEND_ERROR
 
 
 async def test_half_a_sentence_is_taken_back_and_the_whole_one_answered(caller: Caller) -> None:
