@@ -1,4 +1,4 @@
-"""Resident ID numbers (GB 11643-1999), phone numbers and masking for read-back and logs."""
+"""Resident ID numbers (GB 11643-1999) and phone numbers in what callers say; masking is in `privacy`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ from dataclasses import dataclass
 from datetime import date
 
 from hotline_domain.numbers import digit_runs
+from hotline_domain.privacy import mask_id, mask_phone, redact, redact_partial
+
+# masking lives in hotline_domain.privacy; these names stay importable from here for existing callers
+__all__ = [
+    "IdNumber",
+    "IdNumberError",
+    "check_char",
+    "id_candidates",
+    "mask_id",
+    "mask_phone",
+    "phone_candidates",
+    "redact",
+    "redact_partial",
+]
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -76,15 +90,6 @@ class IdNumber:
         return self.masked
 
 
-def mask_id(value: str) -> str:
-    """110105********1234 style: region kept, birth date and sequence hidden but the last four."""
-    return value[:6] + "*" * (len(value) - 10) + value[-4:] if len(value) > 10 else "*" * len(value)
-
-
-def mask_phone(value: str) -> str:
-    return value[:3] + "****" + value[-4:] if len(value) >= 11 else "*" * len(value)
-
-
 def id_candidates(text: str) -> list[tuple[str, int, int]]:
     """ID-like runs (17 digits + digit or X, also 15-19 long for misheard ones) in spoken or typed text."""
     return [(d, s, e) for d, s, e in digit_runs(text, allow_x=True) if 15 <= len(d) <= 19]
@@ -97,15 +102,3 @@ def phone_candidates(text: str) -> list[tuple[str, int, int]]:
         if re.fullmatch(r"1[3-9]\d{9}", digits) or re.fullmatch(r"0\d{9,11}", digits):
             found.append((digits, start, end))
     return found
-
-
-_ID_PATTERN = re.compile(r"(?<!\d)\d{6}(?:19|20)\d{2}(?:0[1-9]|1[0-2])[0-3]\d\d{3}[\dXx](?!\d)")
-_PHONE_PATTERN = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
-_PASSWORD_PATTERN = re.compile(r"(?i)(password|密码)([\"']?\s*[:=：]\s*[\"']?)(\d{6})")
-
-
-def redact(text: str) -> str:
-    """Mask ID numbers, phone numbers and passwords in free text, for logs and transcripts."""
-    text = _ID_PATTERN.sub(lambda m: mask_id(m.group()), text)
-    text = _PHONE_PATTERN.sub(lambda m: mask_phone(m.group()), text)
-    return _PASSWORD_PATTERN.sub(lambda m: m.group(1) + m.group(2) + "******", text)

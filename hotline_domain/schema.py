@@ -15,8 +15,8 @@ citizens = Table(
     Column("birth_date", Date, nullable=False),
     Column("city", String(16), nullable=False),
     Column("phone", String(16), nullable=False),
-    Column("password_hash", String(64), nullable=False),  # sha256(salt + password), hex
-    Column("salt", String(16), nullable=False),
+    Column("password_hash", String(128), nullable=False),  # scrypt$n$r$p$salt$key (business.py), ~83 chars
+    Column("salt", String(16), nullable=False),  # only for old sha256(salt + password) hex hashes; "" otherwise
     Column("job_type", String(10), nullable=False),  # worker / cadre / flexible
 )
 
