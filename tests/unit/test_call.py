@@ -1,5 +1,6 @@
 """Turn-taking, driven with plain calls and virtual time."""
 
+from hotline_domain.contract import Handoff, HandoffReason
 from voice_gateway.call import (
     AskDialogue,
     CallerHungUp,
@@ -26,7 +27,8 @@ from voice_gateway.rasa_client import BotTurn
 
 
 def answered(*texts: str, now: float = 1.0, **payloads) -> DialogueAnswered:  # type: ignore[no-untyped-def]
-    return DialogueAnswered(BotTurn(list(texts), [{k: v} for k, v in payloads.items()]), now)
+    messages = [{"text": text} for text in texts] + [{"custom": {k: v}} for k, v in payloads.items()]
+    return DialogueAnswered(BotTurn.from_messages(messages), now)
 
 
 def greeted() -> CallFlow:
@@ -105,7 +107,7 @@ def test_id_number_with_star_for_x_and_hash_to_finish() -> None:
 def test_digits_are_submitted_after_the_inter_digit_timeout() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))
-    [say] = flow.handle(answered("请输入身份证号。", collect_digits={"max_digits": 18}))
+    [say] = flow.handle(answered("请输入身份证号。", collect_digits={"slot": "id_number", "max_digits": 18}))
     flow.handle(PlaybackFinished(say.utterance, 5.0))
     flow.handle(KeyPressed("1", 6.0))
     assert flow.handle(Tick(8.0)) == []
@@ -146,8 +148,9 @@ def test_no_input_can_end_the_call_instead() -> None:
 def test_handoff_puts_the_call_on_hold_and_the_bot_stops() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("转人工", 0.9, 4.0))
-    commands = flow.handle(answered("正在为您转接人工客服。", handoff={"reason": "caller_request", "queue": "general"}))
-    assert isinstance(commands[0], Say) and commands[1] == HandOver({"reason": "caller_request", "queue": "general"})
+    handoff = Handoff(HandoffReason.CALLER_REQUEST).to_payload()["handoff"]
+    commands = flow.handle(answered("正在为您转接人工客服。", handoff=handoff))
+    assert isinstance(commands[0], Say) and commands[1] == HandOver(handoff)
     assert flow.state is CallState.ON_HOLD
     assert flow.handle(UtteranceRecognised("喂？", 0.9, 6.0)) == []
     assert flow.handle(Tick(60.0)) == []
@@ -228,7 +231,8 @@ def test_digits_are_expected_while_the_dialogue_collects_them() -> None:
     flow = greeted()
     assert not flow.expects_digits
     flow.handle(UtteranceRecognised("我要挂失", 0.9, 4.0))
-    flow.handle(answered("请说出或按键输入身份证号。", collect_digits={"max_digits": 18, "star_means": "X"}))
+    collect = {"slot": "id_number", "max_digits": 18, "star_means": "X"}
+    flow.handle(answered("请说出或按键输入身份证号。", collect_digits=collect))
     assert flow.expects_digits
 
 
