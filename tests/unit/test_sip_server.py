@@ -17,6 +17,7 @@ import pytest
 from voice_gateway.audio import rms_dbfs
 from voice_gateway.testing.sip_caller import SipCaller, SipCallFailed
 from voice_gateway.transports import sip
+from voice_gateway.transports.rtp import build_rtp
 from voice_gateway.transports.sip import SipServer, SipSettings, parse_allow
 
 
@@ -218,7 +219,7 @@ async def test_rtp_from_another_address_is_ignored() -> None:
             before = sip.RTP_WRONG_SOURCE._value.get()
             intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             for seq in range(10):
-                packet = sip.build_rtp(0, seq, seq * 160, 1234, b"\x00" * 160)
+                packet = build_rtp(0, seq, seq * 160, 1234, b"\x00" * 160)
                 intruder.sendto(packet, conn.remote_rtp)
             intruder.close()
             await asyncio.sleep(0.1)

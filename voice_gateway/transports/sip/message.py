@@ -1,0 +1,181 @@
+"""SIP messages: parsing with the checks a peer's log can explain, building our responses, header helpers.
+
+aiosipua supplies the message objects, serialisation and header codecs; this module adds what a UAS needs on top:
+a strict first look at every message (BadRequest says what is wrong), a 400 for what cannot even be parsed, the
+one way our responses are built, and the names and masks used in logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from aiosipua.header_codec import parse_address, parse_via
+from aiosipua.message import SipMessage, SipRequest, SipResponse
+from aiosipua.utils import generate_tag
+
+SERVER = "hotline-gateway"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
+KNOWN_METHODS = {*ALLOW.split(", "), "REFER", "REGISTER", "SUBSCRIBE", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class BadRequest(ValueError):
+    """A request we answer with 400 and this reason phrase."""
+
+
+_REQUEST_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9.!%*_+`'~-]*) (\S+) SIP/2\.0$")
+_RESPONSE_LINE = re.compile(r"^SIP/2\.0 [1-6]\d\d( .*)?$")
+_CSEQ = re.compile(r"^(\d{1,10})\s+([A-Za-z][A-Za-z0-9.!%*_+`'~-]*)$")
+_REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def parse_message(data: bytes) -> SipRequest | SipResponse:
+    """Parse and check one SIP message; BadRequest says what is wrong in words a peer's log can show."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = data.partition(b"\n\n")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("Headers are not UTF-8") from None
+    start = text.split("\n", 1)[0].strip()
+    if _RESPONSE_LINE.match(start):
+        try:
+            return SipMessage.parse(data)  # type: ignore[return-value]
+        except (ValueError, IndexError):
+            raise BadRequest("Malformed response") from None
+    if not _REQUEST_LINE.match(start):
+        raise BadRequest("Malformed Request-Line")
+    if not sep:
+        raise BadRequest("No blank line after the headers")
+    try:
+        message = SipMessage.parse(data)
+    except (ValueError, IndexError) as exc:
+        raise BadRequest(f"Unparsable message: {str(exc)[:60]}") from None
+    assert isinstance(message, SipRequest)
+    for name in _REQUIRED:
+        if not message.get_header(name):
+            raise BadRequest(f"Missing {name} header")
+    if not re.match(r"^sips?:|^tel:", message.uri, re.IGNORECASE):
+        raise BadRequest("Request-URI must be a sip: URI")
+    cseq = _CSEQ.match(message.get_header("CSeq") or "")
+    if cseq is None:
+        raise BadRequest("Malformed CSeq")
+    if cseq.group(2).upper() != message.method.upper():
+        raise BadRequest("CSeq method does not match the request")
+    try:
+        via = parse_via(message.get_header("Via") or "")
+        from_addr, to_addr = (
+            parse_address(message.get_header("From") or ""),
+            parse_address(message.get_header("To") or ""),
+        )
+    except (ValueError, IndexError):
+        raise BadRequest("Malformed Via, From or To header") from None
+    if not via.host or not via.transport:
+        raise BadRequest("Malformed Via header")
+    if from_addr.uri is None or to_addr.uri is None or not from_addr.uri.host or not to_addr.uri.host:
+        raise BadRequest("Malformed From or To URI")
+    length = message.get_header("Content-Length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise BadRequest("Malformed Content-Length")
+        if int(length) > len(body):
+            raise BadRequest("Content-Length exceeds the body")
+    return message
+
+
+def ascii_text(text: str, limit: int = 100) -> str:
+    """Printable ASCII only (reason phrases and echoed headers), cut at `limit` characters."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+
+def bare_response(data: bytes, status: int, reason: str) -> bytes | None:
+    """A response to a request we could not parse, echoing what can be found of its headers (None: give up)."""
+    text = data[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace").replace("\r\n", "\n")
+    lines = text.split("\n\n", 1)[0].split("\n")
+    if not lines or not re.match(r"^[A-Za-z]+ ", lines[0]) or lines[0].startswith("SIP/"):
+        return None
+    if lines[0].split(" ", 1)[0].upper() == "ACK":
+        return None  # never answer an ACK
+    names = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To"}
+    names |= {"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+    out = [f"SIP/2.0 {status} {ascii_text(reason)}"]
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() in names:
+            out.append(f"{names[name.strip().lower()]}: {ascii_text(value.strip(), 300)}")
+    if not any(line.startswith("Via:") for line in out):
+        return None  # nowhere to route an answer
+    out += [f"Server: {SERVER}", "Content-Length: 0"]
+    return ("\r\n".join(out) + "\r\n\r\n").encode()
+
+
+def build_response(
+    request: SipRequest,
+    status: int,
+    reason: str,
+    headers: dict[str, str] | None = None,
+    body: str = "",
+    to_tag: str | None = None,
+    contact: str | None = None,
+) -> bytes:
+    """Our response to `request`: its Via, From, Call-ID and CSeq echoed, our To tag on anything above 100."""
+    response = SipResponse(status_code=status, reason_phrase=ascii_text(reason))
+    for via in request.headers.get("via"):
+        response.headers.append("Via", via)
+    for name in ("From", "Call-ID", "CSeq"):
+        response.headers.set_single(name, request.get_header(name) or "")
+    to = request.get_header("To") or ""
+    if status > 100 and ";tag=" not in to.replace(" ", ""):
+        to += f";tag={to_tag or generate_tag()}"
+    response.headers.set_single("To", to)
+    if contact:
+        response.headers.set_single("Contact", contact)
+    if status in (200, 405) or status >= 400:
+        response.headers.set_single("Allow", ALLOW)
+    for name, value in (headers or {}).items():
+        response.headers.set_single(name, value)
+    response.headers.set_single("Server", SERVER)
+    if body:
+        response.text = body
+    return bytes(response)
+
+
+def minimal_400(reason: str) -> bytes:
+    """A 400 without any echoed header, for a connection that routes the answer by itself."""
+    return f"SIP/2.0 400 {reason}\r\nServer: {SERVER}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+# --- header helpers ---
+def branch(request: SipRequest) -> str | None:
+    """The top Via's branch: what tells a retransmission (or the CANCEL of a request) from a new request."""
+    vias = request.via
+    return vias[0].branch if vias else None
+
+
+def tags(request: SipRequest) -> tuple[str | None, str | None]:
+    """The From and To tags (None where absent)."""
+    return (
+        request.from_addr.tag if request.from_addr else None,
+        request.to_addr.tag if request.to_addr else None,
+    )
+
+
+def media_type(request: SipRequest) -> str:
+    """The Content-Type without its parameters, lower case ("" if none)."""
+    return (request.content_type or "").split(";")[0].strip().lower()
+
+
+# --- privacy and names ---
+def mask_user(user: str | None) -> str:
+    """A SIP user part is usually a phone number: logs show only its last 4 characters."""
+    return "*" + (user or "")[-4:] if user else "-"
+
+
+def session_name(sip_call_id: str) -> str:
+    """`sip-<Call-ID>`, with only [A-Za-z0-9._-] kept and at most 40 characters (long ids keep a hash)."""
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", sip_call_id) or "none"
+    if len(clean) > 40:
+        clean = clean[:28] + "-" + hashlib.sha1(sip_call_id.encode()).hexdigest()[:11]
+    return f"sip-{clean}"
