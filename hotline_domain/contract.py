@@ -345,13 +345,3 @@ class BotTurn:
             handoff=next((p for p in parts if isinstance(p, Handoff)), None),
             hangup=next((p for p in parts if isinstance(p, Hangup)), None),
         )
-
-    def payload(self, key: str) -> dict[str, Any] | None:
-        """Shim, to be removed once voice_gateway/call.py reads the typed fields: the inner dict of one part."""
-        part = next((p for p in self.parts if key == p.KEY), None)
-        return None if part is None else part.to_payload()[key]
-
-    @property
-    def payloads(self) -> list[dict[str, Any]]:
-        """Shim, to be removed once voice_gateway/session.py reads the typed fields: each part's `to_payload()`."""
-        return [part.to_payload() for part in self.parts]

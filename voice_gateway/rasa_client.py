@@ -8,6 +8,7 @@ import aiohttp
 
 from hotline_domain.contract import BotTurn, ContractError
 from hotline_domain.nlu import MAX_TEXT
+from hotline_domain.privacy import redact
 
 __all__ = ["NOTHING_UNDERSTOOD", "BotTurn", "DialogueError", "RasaClient"]  # BotTurn: re-exported for now
 
@@ -44,7 +45,8 @@ class RasaClient:
         try:
             async with self._http().post(f"{self.base_url}{path}", json=body, params=self._params) as response:
                 if response.status != 200:
-                    raise DialogueError(f"{path} answered HTTP {response.status}: {(await response.text())[:200]}")
+                    body = redact((await response.text())[:200])
+                    raise DialogueError(f"{path} answered HTTP {response.status}: {body}")
                 return await response.json()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DialogueError(f"cannot reach the dialogue server at {self.base_url}: {type(exc).__name__}") from exc
@@ -66,6 +68,14 @@ class RasaClient:
 
     async def parse(self, text: str) -> dict[str, Any]:
         return await self._post("/model/parse", {"text": text[:MAX_TEXT]})
+
+    async def latest_intent(self, sender: str) -> str | None:
+        """The intent the dialogue understood in the caller's latest message."""
+        tracker = await self.tracker(sender, events=False)
+        try:
+            return str(tracker["latest_message"]["intent"]["name"])
+        except (KeyError, TypeError):
+            return None
 
     async def tracker(self, sender: str, *, events: bool = True) -> dict[str, Any]:
         """The conversation state; `events=False` leaves out the event history (smaller, for the latest intent)."""

@@ -60,12 +60,12 @@ class RasaEnv:
                 "TMPDIR": env.get("TMPDIR", "/tmp"),
                 "RASA_CACHE_DIRECTORY": str(self.settings.cache / "rasa-train-cache"),
                 "ACTION_SERVER_URL": self.settings.action_server_url,
-                "SANIC_HOST": env.get("HOTLINE_ACTIONS_HOST", "127.0.0.1"),
+                "SANIC_HOST": self.settings.actions_host,
             }
         )
         if self.settings.db_url:
             env["HOTLINE_DB_URL"] = self.settings.db_url
-        env.update(redis_endpoint_vars(redis_url or self.settings.redis_url or "redis://127.0.0.1:6379/0"))
+        env.update(redis_endpoint_vars(redis_url or self.settings.gateway_redis_url))
         return env
 
     def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]

@@ -1,8 +1,12 @@
-"""One call: the I/O around `CallFlow`. It owns the call's tasks and queues and cancels them all on hang-up.
+"""The bot on a call's bridge: `CallFlow` driven by events from its parts, its commands carried out.
 
-Transports feed it caller audio (16-bit PCM at the transport's rate, in frames) and key presses, and give it a
-way back (send audio, clear queued audio, hang up). Blocking engines run in worker threads; the event loop only
-moves frames and events.
+    Listener (endpointer + recognition) --events--> CallFlow --commands--> Playout (speech handles)
+    keypad, dialogue answers, playout outcomes, part failures, the clock --events--^     Dialogue (Rasa)
+                                                                                        CallTelemetry (Redis)
+
+One owner per concern: the `Listener` hears, the `Playout` speaks, `CallTelemetry` keeps the times and the
+record, this session runs the flow and owns the tasks. Every failure of a part reaches the flow as an event
+(`EngineFailed`, `PlaybackFailed`), which answers by the catalogue's rules: an apology, then a person.
 """
 
 from __future__ import annotations
@@ -12,390 +16,308 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hotline_domain.contract import BotTurn, Handoff
 from hotline_domain.keypad import keypad_message, put_secret_digits_async
+from hotline_domain.privacy import redact
 from voice_gateway import metrics
-from voice_gateway.audio import FRAME_MS, frame_bytes, frames
-from voice_gateway.call import (
+from voice_gateway.bridge import Role
+from voice_gateway.call_store import CallStore
+from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer
+from voice_gateway.flow import (
     AskDialogue,
-    CallerHungUp,
+    BotResumed,
     CallFlow,
     CallStarted,
+    CallState,
     Command,
     DialogueAnswered,
-    DialogueFailed,
+    EndReason,
+    EngineFailed,
     Event,
     HandOver,
     HangUp,
     KeyPressed,
+    Part,
     PauseSpeaking,
+    PersonTookOver,
+    PlaybackFailed,
     PlaybackFinished,
     ResumeSpeaking,
     Say,
     SendKeys,
-    SpeechOnset,
-    SpeechStarted,
     StopSpeaking,
     Tick,
-    UtteranceRecognised,
 )
-from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer, Transcript, UtteranceRecognizer
-from voice_gateway.rasa_client import DialogueError, RasaClient
-from voice_gateway.recording import CallRecorder
-from voice_gateway.records import CallRecords
-from voice_gateway.speech_text import sentences
+from voice_gateway.listening import Listener
+from voice_gateway.playout import Outcome, Playout, SpeechHandle
+from voice_gateway.telemetry import CallTelemetry
 from voice_gateway.vad import Endpointer
 
 log = logging.getLogger("hotline.call")
-
-INBOUND_QUEUE_FRAMES = 250  # 5 s of caller audio; a peer that floods more loses the oldest frames
-PLAYBACK_LEAD_S = 0.1  # agent audio is sent at most this far ahead of real time, so a barge-in stops it fast
-ASR_BATCH_MS = 100  # audio handed to the recogniser's thread in batches, not frame by frame
-PARTIAL_EVERY_S = 0.5  # streaming recognisers' partial text is published at most this often
-PREVIEW_AFTER_MS = 240  # a non-streaming recogniser starts on a pause this long, before the turn has ended
-PREVIEW = b"preview"  # marker in an utterance's audio queue
+TICK_S = 0.25
 
 
-class CallTransport(Protocol):
-    """What a transport offers the session: a way back to the caller."""
+class Dialogue(Protocol):
+    """The conversation engine (Rasa, through voice_gateway.rasa_client)."""
 
-    sample_rate: int
+    async def send(self, sender: str, text: str) -> BotTurn: ...
 
-    async def send_audio(self, pcm: bytes) -> None: ...
+    async def rewind(self, sender: str) -> None: ...
 
-    async def clear(self) -> None: ...
-
-    async def hang_up(self, reason: str) -> None: ...
-
-    # Optional: `async def transfer(self, payload: dict) -> bool`, a transport that can pass the call to a person
-    # itself (SIP REFER) does so on handover and returns True; otherwise the caller hears their queue position.
+    async def latest_intent(self, sender: str) -> str | None: ...
 
 
 @dataclass
-class Engines:
-    """What every call of a gateway shares: loaded once per process."""
+class SpeechEngines:
+    """The speech engines every call of a gateway shares, loaded once per process."""
 
     recognizer: SpeechRecognizer
     synthesizer: SpeechSynthesizer
-    dialogue: RasaClient
-    records: CallRecords
     make_endpointer: Callable[[int], Endpointer]  # sample rate -> a fresh endpointer for one call
+    canned: dict[tuple[str, int], bytes] | None = None  # fixed prompts rendered ahead, for a broken synthesiser
 
 
-def _finish(recognizer: UtteranceRecognizer, tail: bytes = b"") -> Transcript:
-    """End of an utterance, in one thread hop: its last audio, the final transcript, the resources freed."""
-    try:
-        if tail:
-            recognizer.accept(tail)
-        return recognizer.finish()
-    finally:
-        recognizer.close()
+class CallControl(Protocol):
+    """What the bot may do to its call (voice_gateway.calls.Call)."""
 
-
-@dataclass
-class TurnTimes:
-    speech_end: float | None = None
-    recognised: float | None = None
-    answered: float | None = None
-    first_audio: float | None = None
-
-
-@dataclass
-class CallSession:
     call_id: str
-    transport: CallTransport
-    engines: Engines
-    transport_name: str
-    flow: CallFlow = field(default_factory=CallFlow)
-    _inbound: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(INBOUND_QUEUE_FRAMES))
-    _playback: asyncio.Queue = field(default_factory=asyncio.Queue)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
-    _events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    _turn: TurnTimes = field(default_factory=TurnTimes)
-    _ended: asyncio.Event = field(default_factory=asyncio.Event)
-    _barge_in_at: float | None = None
-    _onset_at: float | None = None  # when the caller's current sound began
-    _may_play: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the agent holds its words
-    _heard: int = 0  # utterances recognised so far (the `seq` of "heard" records)
-    _player: asyncio.Task | None = None  # plays the agent's audio; restarted on barge-in
-    recorder: CallRecorder | None = None  # both sides to a WAV, when the operator records calls
 
-    # --- called by the transport ---
+    def end(self, reason: EndReason, detail: str = "") -> None:
+        """Hang up: the record says why, then the wire is told."""
+        ...
+
+    async def transfer(self, handoff: Handoff) -> bool: ...
+
+
+class Bridged(Protocol):
+    """The bot's view of its bridge."""
+
+    def wake(self) -> None: ...
+
+    def ahead_frames(self, now: float | None = None) -> int: ...
+
+    async def clear_caller(self) -> None: ...
+
+
+class BotSession:
+    """The automated agent on one call: a bridge participant (it hears the caller, the bridge pulls its voice)."""
+
+    role = Role.BOT
+
+    def __init__(
+        self,
+        call: CallControl,
+        bridge: Bridged,
+        sample_rate: int,
+        wire: str,
+        speech: SpeechEngines,
+        dialogue: Dialogue,
+        store: CallStore,
+        flow: CallFlow | None = None,
+    ) -> None:
+        self.call = call
+        self.call_id = call.call_id
+        self.bridge = bridge
+        self.sample_rate = sample_rate
+        self.wire = wire
+        self.dialogue = dialogue
+        self.store = store
+        self.flow = flow or CallFlow()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+        self.telemetry = CallTelemetry(self.call_id, store, self._store_failed)
+        self.playout = Playout(speech.synthesizer, sample_rate, self._played, wake=bridge.wake, canned=speech.canned)
+        self.playout.first_frame = lambda _: self.telemetry.first_audio(time.monotonic())
+        self.listener = Listener(
+            self.call_id,
+            sample_rate,
+            speech.recognizer,
+            speech.make_endpointer(sample_rate),
+            self.telemetry,
+            self._events.put_nowait,
+            lambda: self.flow.expects_digits,
+            self._partial,
+        )
+
+    # --- the bridge's side (a Participant) ---
+    def hear(self, pcm: bytes) -> None:
+        self.listener.hear(pcm)
+
+    def speak(self, due: float) -> bytes | None:
+        return self.playout.next_frame(due)
+
+    @property
+    def active(self) -> bool:
+        return self.playout.active
+
+    # --- the call's side ---
     async def start(self) -> None:
-        self._may_play.set()
-        await self.engines.records.started(self.call_id, self.transport_name)
+        self.telemetry.start()
+        self.telemetry.write("started", self.store.started, self.call_id, self.wire)
         metrics.ACTIVE_CALLS.inc()
-        self._player = asyncio.create_task(self._play())
-        for job in (self._listen(), self._run_flow(), self._clock()):
-            self._tasks.append(asyncio.create_task(job))
-        self._tasks.append(self._player)
-        await self._events.put(CallStarted(time.monotonic()))
-        log.info("call %s started on %s", self.call_id, self.transport_name)
-
-    def audio(self, pcm: bytes) -> None:
-        """Caller audio from the transport (any length; cut into 20 ms frames here). Never blocks."""
-        if self.recorder is not None:
-            self.recorder.caller(pcm, time.monotonic())
-        if self._inbound.full():
-            self._inbound.get_nowait()  # flooding: drop the oldest, keep the call alive
-            metrics.DROPPED_FRAMES.inc()
-        self._inbound.put_nowait(pcm)
+        self._spawn(self.listener.run(), Part.RECOGNISER)
+        self._spawn(self._run_flow())
+        self._spawn(self._clock())
+        self._events.put_nowait(CallStarted(time.monotonic()))
+        log.info("call %s started on %s", self.call_id, self.wire)
 
     def key(self, key: str) -> None:
         self._events.put_nowait(KeyPressed(key, time.monotonic()))
 
-    async def close(self, reason: str) -> None:
-        """The call is over (either side hung up, or the transport failed): stop everything, keep the record."""
-        if self._ended.is_set():
+    def person_took_over(self) -> None:
+        """A person has the call (the bridge no longer routes the bot): the flow goes quiet."""
+        self._events.put_nowait(PersonTookOver(time.monotonic()))
+
+    def resumed(self) -> None:
+        """The call is given back to the bot, with the dialogue's context intact."""
+        self._events.put_nowait(BotResumed(time.monotonic()))
+
+    async def close(self, reason: EndReason, detail: str = "") -> None:
+        """The call is over: stop every task, keep the record (its last write says why)."""
+        if self._closed:
             return
-        self._ended.set()
-        self.flow.handle(CallerHungUp(time.monotonic()))
+        self._closed = True
+        self.flow.state = CallState.ENDED
         current = asyncio.current_task()
-        for task in self._tasks:
+        await self.playout.close()
+        await self.listener.close()
+        for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        for task in self._tasks:
+        for task in list(self._tasks):
             if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(Exception):
-            await self.engines.records.ended(self.call_id, reason)
-        if self.recorder is not None:
-            try:
-                saved = await asyncio.to_thread(self.recorder.save)
-                if saved is not None:
-                    await self.engines.records.redis.hset(f"hotline:call:{self.call_id}", "recording", str(saved))
-            except Exception:  # a full disk loses the recording, never the call's record
-                log.exception("call %s: recording not saved", self.call_id)
+                with contextlib.suppress(asyncio.CancelledError):
+                    try:
+                        await task
+                    except Exception:
+                        log.exception("call %s: a task had failed", self.call_id)
+        self.telemetry.write("ended", self.store.ended, self.call_id, reason.value, detail)
+        await self.telemetry.close()
         metrics.ACTIVE_CALLS.dec()
-        log.info("call %s ended: %s", self.call_id, reason)
-
-    async def wait_closed(self) -> None:
-        await self._ended.wait()
 
     # --- tasks ---
-    async def _listen(self) -> None:
-        """Caller audio -> endpointer (in real time) -> SpeechOnset / SpeechStarted events, and each utterance's
-        audio to its own recognition task, so that a slow recogniser never delays the endpointing or a barge-in."""
-        rate = self.transport.sample_rate
-        endpointer: Endpointer = self.engines.make_endpointer(rate)
-        size, pending = frame_bytes(rate), b""
-        audio: asyncio.Queue[bytes | None] | None = None  # the current utterance's audio, None ends it
-        previous: asyncio.Task | None = None  # transcripts reach the flow in the order the caller spoke
-        try:
-            while True:
-                pending += await self._inbound.get()
-                while len(pending) >= size:
-                    frame, pending = pending[:size], pending[size:]
-                    endpointer.digits_mode = self.flow.expects_digits  # longer pauses while digits are read out
-                    event = endpointer.feed(frame)
-                    if event == "speech_start":
-                        recognizer = self.engines.recognizer.utterance(rate, digits=self.flow.expects_digits)
-                        audio = asyncio.Queue()
-                        audio.put_nowait(endpointer.preroll())
-                        previous = asyncio.create_task(self._recognise(recognizer, audio, previous))
-                        self._tasks.append(previous)
-                        self._onset_at = time.monotonic()
-                        await self._events.put(SpeechOnset(self._onset_at))
-                    elif audio is not None:
-                        audio.put_nowait(frame)
-                        if endpointer.silence_ms == PREVIEW_AFTER_MS and not self.engines.recognizer.info.streaming:
-                            audio.put_nowait(PREVIEW)
-                    if audio is not None and endpointer.barge_in_worthy and self._barge_in_at is None:
-                        self._barge_in_at = time.monotonic()
-                        await self._events.put(SpeechStarted(self._barge_in_at))
-                    if event == "speech_end" and audio is not None:
-                        self._turn = TurnTimes(speech_end=time.monotonic())
-                        audio.put_nowait(None)
-                        audio, self._barge_in_at = None, None
-        finally:
-            if audio is not None:
-                audio.put_nowait(None)
+    def _spawn(self, job: Any, part: Part = Part.DIALOGUE) -> asyncio.Task:
+        """A task of this call's; one that dies of a bug is a failure of `part`, reported to the flow."""
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._forget(t, part))
+        return task
 
-    async def _recognise(
-        self, recognizer: UtteranceRecognizer, audio: asyncio.Queue[bytes | None], previous: asyncio.Task | None
-    ) -> None:
-        """One utterance: audio to the recogniser in batches (bigger ones when it lags), then the transcript."""
-        batch_bytes = frame_bytes(self.transport.sample_rate, ASR_BATCH_MS)
-        partial_at, behind, ended = 0.0, 0.0, False
-        try:
-            while not ended:
-                chunks, size, preview = [], 0, False
-                while not ended and not preview and (size < batch_bytes or not audio.empty()):  # a batch
-                    item = await audio.get()
-                    if item is None:
-                        ended = True
-                    elif item is PREVIEW:
-                        preview = True
-                    else:
-                        chunks.append(item)
-                        size += len(item)
-                partial = await asyncio.to_thread(recognizer.accept, b"".join(chunks)) if size and not ended else None
-                if preview and hasattr(recognizer, "preview"):  # runs beside what follows; finish() waits for it
-                    self._tasks.append(asyncio.create_task(asyncio.to_thread(recognizer.preview)))
-                if partial and time.monotonic() - partial_at > PARTIAL_EVERY_S:
-                    partial_at = time.monotonic()  # for the consoles; not stored, never on the critical path
-                    self._tasks.append(asyncio.create_task(self.engines.records.partial(self.call_id, partial)))
-            behind = time.monotonic() - (self._turn.speech_end or time.monotonic())
-            transcript = await asyncio.to_thread(_finish, recognizer, b"".join(chunks))
-        except BaseException:
-            await asyncio.to_thread(recognizer.close)
-            raise
-        if previous is not None:
-            await asyncio.wait({previous})  # whatever became of it
-        self._turn.recognised = time.monotonic()
-        await self._events.put(UtteranceRecognised(transcript.text, transcript.confidence, time.monotonic()))
-        recognise_s = self._turn.recognised - (self._turn.speech_end or self._turn.recognised)
-        metrics.STAGE.labels("recognise").observe(recognise_s)
-        self._heard += 1  # recorded after the event: the dialogue does not wait for Redis
-        heard = {
-            "kind": "heard",
-            "seq": self._heard,
-            "caller": transcript.text,
-            "confidence": round(transcript.confidence, 3),
-            "engine": transcript.engine,
-            "recognise_ms": round(recognise_s * 1000, 1),
-            "asr_behind_ms": round(behind * 1000),  # how far recognition lagged the caller at the end of the turn
-        }
-        await self.engines.records.turn(self.call_id, heard)
+    def _forget(self, task: asyncio.Task, part: Part) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not self._closed:
+            log.error("call %s: a task failed", self.call_id, exc_info=task.exception())
+            self._events.put_nowait(EngineFailed(part, "internal error", time.monotonic()))
 
     async def _clock(self) -> None:
         while True:
-            await asyncio.sleep(0.25)
-            self._tasks = [task for task in self._tasks if not task.done()]  # a long call makes many small tasks
-            await self._events.put(Tick(time.monotonic()))
+            await asyncio.sleep(TICK_S)
+            self._events.put_nowait(Tick(time.monotonic()))
 
     async def _run_flow(self) -> None:
         while True:
-            event: Event = await self._events.get()
+            event = await self._events.get()
             before = self.flow.state
             for command in self.flow.handle(event):
-                await self._execute(command)
+                try:
+                    await self._execute(command)
+                except Exception:  # a bug in carrying out one command must not leave the caller in silence
+                    log.exception("call %s: %s failed", self.call_id, type(command).__name__)
+                    self._events.put_nowait(EngineFailed(Part.DIALOGUE, "internal error", time.monotonic()))
             if self.flow.state is not before:
-                await self.engines.records.state(self.call_id, self.flow.state.value)
-            if self.flow.state.value == "ended":
+                self.telemetry.write("state", self.store.state, self.call_id, self.flow.state.value)
+            if self.flow.state is CallState.ENDED:
                 return
 
     async def _execute(self, command: Command) -> None:
         match command:
-            case Say():
-                await self._playback.put(command)
+            case Say(text, utterance, interruptible):
+                self.playout.say(text, utterance, interruptible=interruptible)
             case StopSpeaking():
-                await self._stop_playback()
+                was_holding = self.playout.current is not None and self.playout.current.paused
+                self.playout.stop()
+                await self.bridge.clear_caller()
+                self._barge_in_metric(not was_holding)
             case PauseSpeaking():
-                self._may_play.clear()
-                await self.transport.clear()  # what the far end buffered is dropped; the player rewinds that much
-                if self._onset_at is not None:
-                    metrics.BARGE_IN.observe(time.monotonic() - self._onset_at)
+                self.playout.pause(time.monotonic())
+                await self.bridge.clear_caller()  # what the far end buffered is dropped; the handle rewinds that much
+                self._barge_in_metric(True)
             case ResumeSpeaking():
-                self._may_play.set()
+                self.playout.resume()
             case AskDialogue(text, replaces_last):
-                self._tasks.append(asyncio.create_task(self._ask(text, secret=False, replaces_last=replaces_last)))
+                self._spawn(self._ask(text, secret=False, replaces_last=replaces_last))
             case SendKeys(digits, secret):
-                self._turn = TurnTimes(speech_end=time.monotonic(), recognised=time.monotonic())
-                self._tasks.append(asyncio.create_task(self._ask(digits, secret=secret, keys=True)))
-            case HandOver(payload):
-                position = await self.engines.records.handed_off(self.call_id, payload)
-                log.info("call %s handed over: %s, queue position %d", self.call_id, payload.get("reason"), position)
-                transfer = getattr(self.transport, "transfer", None)  # a phone line can pass the call on itself
-                if transfer is not None and await transfer(payload):
-                    return
-                await self._playback.put(Say(self.flow.prompts.queue_position(position), 0, interruptible=False))
-            case HangUp(reason):
-                self._tasks.append(asyncio.create_task(self._hang_up(reason)))
+                self.telemetry.keys_sent(time.monotonic())
+                self._spawn(self._ask(digits, secret=secret, keys=True))
+            case HandOver(handoff):
+                await self._hand_over(handoff)
+            case HangUp(reason, detail):
+                self.call.end(reason, detail)  # the call's own task: closing the bot must not cancel it
 
-    async def _hang_up(self, reason: str) -> None:
-        await self.close(reason)  # the record says why, before the transport's own close reports a lost peer
-        await self.transport.hang_up(reason)
+    def _barge_in_metric(self, measure: bool) -> None:
+        if measure and self.listener.onset_at is not None:
+            metrics.BARGE_IN.observe(time.monotonic() - self.listener.onset_at)
+
+    async def _hand_over(self, handoff: Handoff) -> None:
+        position = await self.telemetry.now("handoff", self.store.handed_off, self.call_id, handoff)
+        log.info("call %s handed over: %s, queue position %s", self.call_id, handoff.reason, position)
+        if await self.call.transfer(handoff):  # a phone line can pass the call on itself
+            return
+        text = self.flow.prompts.queue_position(position) if position else self.flow.prompts.transferring
+        self.playout.say(text, 0, interruptible=False)
 
     async def _ask(self, text: str, *, secret: bool, keys: bool = False, replaces_last: bool = False) -> None:
-        """One dialogue turn; its answer comes back as an event."""
+        """One dialogue turn; its answer (or its failure) comes back as an event."""
         try:
             if replaces_last:
-                await self.engines.dialogue.rewind(self.call_id)
+                await self.dialogue.rewind(self.call_id)
             if keys:
-                ref = await put_secret_digits_async(self.engines.records.redis, text) if secret else None
+                ref = await put_secret_digits_async(self.store.redis, text) if secret else None
                 text = keypad_message(text if ref is None else None, ref=ref)
-            turn = await self.engines.dialogue.send(self.call_id, text)
-        except DialogueError as exc:
-            log.warning("call %s: dialogue failed: %s", self.call_id, exc)
-            await self._events.put(DialogueFailed(str(exc), time.monotonic()))
+            turn = await self.dialogue.send(self.call_id, text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Rasa down or slow, Redis down for the keypad secret, a malformed answer
+            detail = redact(f"{type(exc).__name__}: {exc}")[:200]
+            log.warning("call %s: dialogue failed: %s", self.call_id, detail)
+            metrics.ENGINE_FAILURES.labels("dialogue").inc()
+            self._events.put_nowait(EngineFailed(Part.DIALOGUE, detail, time.monotonic()))
             return
-        self._turn.answered = time.monotonic()
-        if self._turn.recognised is not None:
-            metrics.STAGE.labels("dialogue").observe(self._turn.answered - self._turn.recognised)
+        dialogue_s = self.telemetry.answered(time.monotonic())
         answer = {
             "kind": "answer",
             "after": "keys" if keys else ("greeting" if text == "/greet" else "speech"),
-            "seq": self._heard,
+            "seq": self.telemetry.heard,
             "bot": turn.text,
-            "payloads": [next(iter(p)) for p in turn.payloads],
-            "dialogue_ms": round((self._turn.answered - (self._turn.recognised or self._turn.answered)) * 1000, 1),
+            "payloads": [part.KEY for part in turn.parts],
+            "dialogue_ms": round(dialogue_s * 1000, 1),
         }
-        self._tasks.append(asyncio.create_task(self._record_answer(answer)))
-        await self._events.put(DialogueAnswered(turn, time.monotonic()))
+        self._spawn(self._record_answer(answer))
+        self._events.put_nowait(DialogueAnswered(turn, time.monotonic()))
 
     async def _record_answer(self, answer: dict[str, Any]) -> None:
         """The exchange with the intent the dialogue understood (read from the tracker, off the critical path)."""
-        with contextlib.suppress(DialogueError, KeyError, TypeError):
-            tracker = await self.engines.dialogue.tracker(self.call_id, events=False)
-            answer["intent"] = tracker["latest_message"]["intent"]["name"]
-        await self.engines.records.turn(self.call_id, answer)
+        with contextlib.suppress(Exception):
+            answer["intent"] = await self.dialogue.latest_intent(self.call_id)
+        self.telemetry.write("turn", self.store.turn, self.call_id, answer)
 
-    async def _play(self) -> None:
-        """Say commands -> speech -> paced 20 ms frames to the caller -> PlaybackFinished.
+    # --- reports from the parts ---
+    def _played(self, handle: SpeechHandle) -> None:
+        now = time.monotonic()
+        if handle.outcome is Outcome.PLAYED and handle.utterance:
+            self._events.put_nowait(PlaybackFinished(handle.utterance, now))
+        elif handle.outcome is Outcome.FAILED:
+            metrics.ENGINE_FAILURES.labels("synthesiser").inc()
+            self._events.put_nowait(PlaybackFailed(handle.utterance, handle.error, now))
 
-        While the agent holds its words (`_may_play` cleared) nothing is sent; on resuming, the frames the far end
-        dropped (sent ahead of real time) are sent again, so the caller hears every word.
-        """
-        rate, frame_s = self.transport.sample_rate, FRAME_MS / 1000
-        synthesize = self.engines.synthesizer.synthesize_async
-        while True:
-            say: Say = await self._playback.get()
-            pieces = sentences(say.text)  # the first sentence plays while the next is synthesised
-            upcoming: asyncio.Future[bytes] | None = asyncio.ensure_future(synthesize(pieces.pop(0), rate))
-            chunks: list[bytes] = []
-            i, due = 0, time.monotonic()  # due: when chunk i reaches the caller's ear
-            while upcoming is not None or i < len(chunks) or time.monotonic() < due:
-                if not self._may_play.is_set():
-                    i = max(0, i - max(0, round((due - time.monotonic()) / frame_s)))  # rewind what was dropped
-                    await self._may_play.wait()
-                    due = time.monotonic()
-                    continue
-                if i == len(chunks) and upcoming is not None:
-                    chunks.extend(frames(await upcoming, rate))
-                    upcoming = asyncio.ensure_future(synthesize(pieces.pop(0), rate)) if pieces else None
-                    continue
-                if i == len(chunks):  # all sent: wait until the last of it has been heard (or a hold rewinds it)
-                    await asyncio.sleep(min(frame_s, max(0.0, due - time.monotonic())))
-                    continue
-                if i == 0 and self._turn.speech_end and self._turn.answered and self._turn.first_audio is None:
-                    self._turn.first_audio = time.monotonic()
-                    metrics.TURN_GAP.observe(self._turn.first_audio - self._turn.speech_end)
-                if self.recorder is not None:
-                    self.recorder.agent(chunks[i], max(due, time.monotonic()))
-                await self.transport.send_audio(chunks[i])
-                i, due = i + 1, max(due, time.monotonic()) + frame_s
-                ahead = due - time.monotonic()
-                if ahead > PLAYBACK_LEAD_S:
-                    await asyncio.sleep(ahead - PLAYBACK_LEAD_S)
-            await self._events.put(PlaybackFinished(say.utterance, time.monotonic()))
+    def _partial(self, text: str) -> None:
+        self.telemetry.write("partial", self.store.partial, self.call_id, text)
 
-    async def _stop_playback(self) -> None:
-        """Barge-in: drop what is queued and playing, and tell the far end to drop what it buffered."""
-        while not self._playback.empty():
-            self._playback.get_nowait()
-        self._player.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._player
-        if self._player in self._tasks:
-            self._tasks.remove(self._player)
-        self._player = asyncio.create_task(self._play())
-        self._tasks.append(self._player)
-        was_holding = not self._may_play.is_set()
-        self._may_play.set()
-        await self.transport.clear()
-        if self._onset_at is not None and not was_holding:
-            metrics.BARGE_IN.observe(time.monotonic() - self._onset_at)
+    def _store_failed(self, detail: str) -> None:
+        metrics.ENGINE_FAILURES.labels("store").inc()
+        if not self._closed:
+            self._events.put_nowait(EngineFailed(Part.STORE, detail, time.monotonic()))

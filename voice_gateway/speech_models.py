@@ -123,7 +123,7 @@ class ModelRow(NamedTuple):
 
 
 def home() -> Path:
-    return Settings().cache / "speech-models"
+    return Settings.from_env().cache / "speech-models"
 
 
 def spec(name: str) -> ModelSpec:

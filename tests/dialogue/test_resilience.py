@@ -12,8 +12,8 @@ from hotline_domain.contract import HandoffReason
 from hotline_domain.seed import DEMO_CALLERS
 from tests.conftest import Caller
 from tests.dialogue.test_conversations import spoken_digits
-from voice_gateway.procs import Stack
 from voice_gateway.rasa_client import RasaClient
+from voice_gateway.stack import Stack
 
 ZHANG, LI, WANG, LIU, CHEN = DEMO_CALLERS
 

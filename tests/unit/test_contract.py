@@ -228,13 +228,6 @@ def test_malformed_answers_are_refused(messages: Any, message: str) -> None:
         BotTurn.from_messages(messages)
 
 
-def test_the_transition_shims_give_the_old_dicts() -> None:
-    turn = BotTurn.from_messages([*REST_ANSWER[:1], {"custom": HANDOFF_WIRE}])
-    assert turn.payload("handoff") == HANDOFF_WIRE["handoff"]
-    assert turn.payload("collect_digits") is None and turn.payload("hangup") is None
-    assert turn.payloads == [HANDOFF_WIRE]
-
-
 async def test_an_answer_outside_the_contract_is_a_dialogue_error() -> None:
     """The gateway's client turns a ContractError into the DialogueError every caller of it handles."""
 

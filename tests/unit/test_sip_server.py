@@ -8,72 +8,49 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 
+from hotline_domain.contract import Handoff, HandoffQueue, HandoffReason
+from tests.unit.fakes import ToneBot
 from voice_gateway.audio import rms_dbfs
+from voice_gateway.calls import Call, Switchboard
+from voice_gateway.flow import EndReason
 from voice_gateway.testing.sip_caller import SipCaller, SipCallFailed
 from voice_gateway.transports import sip
 from voice_gateway.transports.rtp import build_rtp
 from voice_gateway.transports.sip import SipServer, SipSettings, parse_allow
 
 
-class StubSession:
-    """Plays one second of tone when it starts, records what it hears and the keys."""
+class StubBot(ToneBot):
+    """The bot on the call's bridge: says one second of tone, records what it hears and the keys."""
 
-    def __init__(self, call_id: str, transport: Any) -> None:
-        self.call_id, self.transport = call_id, transport
-        self.heard = bytearray()
-        self.keys: list[str] = []
+    def __init__(self, call: Call) -> None:
+        super().__init__(8000)
+        self.call_id, self.call, self.transport = call.call_id, call, call.leg
         self.reason = ""
-        self._ended = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._greet())
-
-    async def _greet(self) -> None:
-        tone = (np.sin(np.arange(160) * 2 * np.pi * 440 / 8000) * 8000).astype("<i2").tobytes()
-        for _ in range(50):
-            await self.transport.send_audio(tone)
-            await asyncio.sleep(0.02)
-
-    def audio(self, pcm: bytes) -> None:
-        self.heard.extend(pcm)
-
-    def key(self, key: str) -> None:
-        self.keys.append(key)
-
-    async def close(self, reason: str) -> None:
-        if not self._ended.is_set():
-            self.reason = reason
-            self._ended.set()
-            if self._task is not None:
-                self._task.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._ended.wait()
 
 
 class StubGateway:
+    """A switchboard whose calls get a StubBot."""
+
     def __init__(self, max_calls: int = 4) -> None:
-        self.config = SimpleNamespace(max_calls=max_calls)
-        self.sessions: dict[str, StubSession] = {}
-        self.closed: dict[str, StubSession] = {}
+        self.switchboard = Switchboard(max_calls, self._bot)
+        self.sessions: dict[str, StubBot] = {}
+        self.closed: dict[str, StubBot] = {}
 
-    def new_session(self, call_id: str, transport: Any, name: str) -> StubSession:
-        session = StubSession(call_id, transport)
-        self.sessions[call_id] = session
+    def _bot(self, call: Call) -> StubBot:
+        bot = StubBot(call)
+        call.bridge.attach_bot(bot)
+        self.sessions[call.call_id] = bot
 
-        async def forget() -> None:
-            await session.wait_closed()
-            self.closed[call_id] = self.sessions.pop(call_id)
+        async def closed(reason: EndReason, detail: str) -> None:
+            bot.reason = reason.value
+            self.closed[call.call_id] = self.sessions.pop(call.call_id)
 
-        asyncio.get_running_loop().create_task(forget())
-        return session
+        call.on_close.append(closed)
+        return bot
 
 
 def _free_port() -> int:
@@ -86,7 +63,7 @@ def _free_port() -> int:
 async def running(**settings: Any) -> AsyncIterator[tuple[SipServer, StubGateway, int]]:
     gateway = StubGateway(settings.pop("max_calls", 4))
     port = _free_port()
-    server = SipServer(gateway, SipSettings(host="127.0.0.1", port=port, tcp=False, **settings))
+    server = SipServer(gateway.switchboard, SipSettings(host="127.0.0.1", port=port, tcp=False, **settings))
     await server.start()
     try:
         yield server, gateway, port
@@ -127,25 +104,27 @@ async def test_the_gateway_hangs_up_with_a_reason() -> None:
         caller = SipCaller(f"sip:12333@127.0.0.1:{port}")
         async with caller._connect() as conn:
             await caller._open(conn)
-            await gateway.sessions[caller.call_id].transport.hang_up("goodbye")
+            await gateway.sessions[caller.call_id].transport.hang_up(EndReason.COMPLETED, "goodbye")
             await _until(conn.ended.is_set)
             assert conn.close_reason == "hangup: goodbye"
 
 
 async def test_transfer_sends_a_refer_only_for_configured_queues() -> None:
-    agents = {"wage": "sip:wage-desk@10.0.0.5", "default": "sip:desk@10.0.0.5"}
+    agents = {"arbitration": "sip:wage-desk@10.0.0.5", "default": "sip:desk@10.0.0.5"}
     async with running(agents=agents) as (_, gateway, port):
         caller = SipCaller(f"sip:12333@127.0.0.1:{port}")
         async with caller._connect() as conn:
             await caller._open(conn)
             transport = gateway.sessions[caller.call_id].transport
-            assert await transport.transfer({"reason": "caller_request", "queue": "wage"}) is True
+            handoff = Handoff(HandoffReason.URGENT_WAGE_ARREARS, HandoffQueue.ARBITRATION)
+            assert await transport.transfer(handoff) is True
             assert conn.referred_to == "sip:wage-desk@10.0.0.5"
     async with running(agents={}) as (_, gateway, port):
         caller = SipCaller(f"sip:12333@127.0.0.1:{port}")
         async with caller._connect() as conn:
             await caller._open(conn)
-            assert await gateway.sessions[caller.call_id].transport.transfer({"queue": "wage"}) is False
+            handoff = Handoff(HandoffReason.URGENT_WAGE_ARREARS, HandoffQueue.ARBITRATION)
+            assert await gateway.sessions[caller.call_id].transport.transfer(handoff) is False
 
 
 async def test_digest_authentication() -> None:
@@ -206,8 +185,8 @@ async def test_cancel_before_the_answer() -> None:
                 answers.add(line.split(" ", 1)[1])
         sock.close()
         assert {"100 Trying", "200 OK", "487 Request Terminated"} <= answers
-        await _until(lambda: "sip-cancel-me" in gateway.closed)
-        assert gateway.closed["sip-cancel-me"].reason == "caller_cancelled" and not server.calls
+        await _until(lambda: "sip-cancel-me" in gateway.closed and not server.calls)
+        assert gateway.closed["sip-cancel-me"].reason == "caller_cancelled"
 
 
 async def test_rtp_from_another_address_is_ignored() -> None:
@@ -230,7 +209,7 @@ async def test_rtp_from_another_address_is_ignored() -> None:
 async def test_a_call_over_tcp() -> None:
     gateway = StubGateway()
     port = _free_port()
-    server = SipServer(gateway, SipSettings(host="127.0.0.1", port=port, tcp=True))
+    server = SipServer(gateway.switchboard, SipSettings(host="127.0.0.1", port=port, tcp=True))
     await server.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     me = writer.get_extra_info("sockname")[1]
@@ -274,7 +253,7 @@ async def test_a_call_over_tcp() -> None:
 async def test_stopping_the_server_hangs_up_its_calls() -> None:
     gateway = StubGateway()
     port = _free_port()
-    server = SipServer(gateway, SipSettings(host="127.0.0.1", port=port, tcp=False))
+    server = SipServer(gateway.switchboard, SipSettings(host="127.0.0.1", port=port, tcp=False))
     await server.start()
     caller = SipCaller(f"sip:12333@127.0.0.1:{port}")
     async with caller._connect() as conn:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from voice_gateway.config import PROJECT_ROOT, Settings
-from voice_gateway.procs import ManagedProcess, Stack, free_port, free_udp_port, gateway_process
+from voice_gateway.stack import ManagedProcess, Stack, free_port, free_udp_port, gateway_process
 
 AUDIO = PROJECT_ROOT / "tests" / "audio"
 MANIFEST = json.loads((AUDIO / "manifest.json").read_text(encoding="utf-8"))
@@ -50,7 +50,7 @@ def speech_models_installed() -> None:
 def gateway(stack: Stack, speech_models_installed: None) -> Iterator[VoiceGateway]:
     port, token, sip_port = free_port(), "test-token", free_udp_port()
     os.environ["HOTLINE_NO_INPUT_S"] = "3"
-    process = gateway_process(Settings(), stack.redis_url, stack.rasa_url, port, token)
+    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token)
     process.env = {**(process.env or {}), "HOTLINE_ASR": "whisper", "HOTLINE_SIP_PORT": str(sip_port)}
     process.start()
     yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, sip_port)

@@ -20,7 +20,7 @@ import redis
 from tests.voice.conftest import VoiceGateway, first, log_tail
 from tests.voice.sip.pcap import write_pcap
 from voice_gateway.audio import rms_dbfs
-from voice_gateway.records import CallRecords
+from voice_gateway.call_store import CallStore
 from voice_gateway.testing.sip_caller import SipCaller
 from voice_gateway.testing.ws_caller import Turn, read_wav
 from voice_gateway.transports.rtp import build_rtp
@@ -34,7 +34,7 @@ def sip_uri(gateway: VoiceGateway) -> str:
 
 
 async def records_of(gateway: VoiceGateway, call_id: str) -> tuple[dict[str, str], list[dict]]:
-    store = CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url))
+    store = CallStore(redis.asyncio.Redis.from_url(gateway.redis_url))
     try:
         return await store.record(call_id), await store.turns(call_id)
     finally:

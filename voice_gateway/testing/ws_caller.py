@@ -334,7 +334,7 @@ async def call_and_report(
     """
     from redis.asyncio import Redis
 
-    from voice_gateway.records import CallRecords
+    from voice_gateway.call_store import CallStore
 
     caller = dial(url, token)
     report = await caller.run(parse_turns(items))
@@ -344,7 +344,7 @@ async def call_and_report(
     if redis_url:
         redis = Redis.from_url(redis_url)
         await asyncio.sleep(0.3)  # the last answer's record is written off the critical path
-        records = await CallRecords(redis).turns(report.call_id)
+        records = await CallStore(redis).turns(report.call_id)
         await redis.aclose()
         heard = [r for r in records if r.get("kind") == "heard"]
         answers = {r["seq"]: r for r in records if r.get("kind") == "answer" and r.get("after") == "speech"}

@@ -1,1 +1,1 @@
-"""Thin transports: each translates one wire format to and from a CallSession."""
+"""Thin transports: each is a caller leg (voice_gateway.calls.CallerLeg) translating one wire format."""

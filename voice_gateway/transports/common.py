@@ -12,9 +12,14 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from voice_gateway import metrics
+from voice_gateway.bridge import Pacing
+from voice_gateway.calls import Call, CallerLeg, LegFailed, Refused, Switchboard
+from voice_gateway.flow import EndReason
 
 log = logging.getLogger("hotline.transport")
+
+
+WEBSOCKET_PACING = Pacing(lead_frames=5, send_silence=False)  # 100 ms ahead: the far end buffers, `clear` drops
 
 
 class CloseCode(enum.IntEnum):
@@ -28,11 +33,11 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN = 1013  # gateway full
 
 
-class ProtocolViolation(Exception):
-    """The peer broke the wire protocol: close with `code` and a reason it can read."""
+class ProtocolViolation(LegFailed):
+    """The peer broke the wire protocol: the call ends, the socket closes with `code` and a reason it can read."""
 
     def __init__(self, code: CloseCode, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(reason, EndReason.PROTOCOL_ERROR)
         self.code = code
         self.reason = reason
 
@@ -48,33 +53,39 @@ def json_object(raw: str) -> dict[str, Any]:
     return message
 
 
-async def run_call(
+async def run_ws_call(
     ws: ServerConnection,
-    gateway: Any,
-    transport: Any,
-    name: str,
+    switchboard: Switchboard,
+    leg: CallerLeg,
     start: Callable[[], Awaitable[str]],
-    pump: Callable[[Any], Awaitable[None]],
+    pump: Callable[[Call], Awaitable[None]],
 ) -> None:
-    """Handshake (`start` returns the peer's call id), then a CallSession fed by `pump` until either side ends."""
-    session = None
-    reason = "caller_hung_up"
+    """One WebSocket call: admission, the handshake (`start` returns the peer's call id), then the call fed by
+    `pump` until either side ends it. Errors close the socket with a code the peer can read."""
+    try:
+        admission = switchboard.admit()
+    except Refused as refused:
+        await ws.close(CloseCode.TRY_AGAIN, f"gateway {refused.why}, try again later")
+        return
+
+    async def media(call: Call) -> EndReason | None:
+        try:
+            await pump(call)
+        except ConnectionClosed:
+            return EndReason.CONNECTION_LOST
+        return None
+
     try:
         peer_call_id = await start()
-        session = gateway.new_session(f"{name}-{peer_call_id[:40] or uuid.uuid4().hex[:12]}", transport, name)
-        await session.start()
-        metrics.CALLS.labels(name).inc()
-        await pump(session)
+        call_id = switchboard.unique_id(f"{leg.wire}-{peer_call_id[:40] or uuid.uuid4().hex[:12]}")
+        await admission.run(leg, call_id, media)
     except ProtocolViolation as exc:
-        reason = f"protocol: {exc.reason}"
-        log.warning("%s connection from %s closed: %s", name, ws.remote_address, exc.reason)
+        log.warning("%s connection from %s closed: %s", leg.wire, ws.remote_address, exc.reason)
         await ws.close(exc.code, exc.reason[:120])
     except ConnectionClosed:
-        reason = "connection_lost"
+        pass
     except Exception:  # one bad call never disturbs another
-        reason = "internal_error"
-        log.exception("%s call failed", name)
+        log.exception("%s call failed", leg.wire)
         await ws.close(CloseCode.INTERNAL, "internal error")
     finally:
-        if session is not None:
-            await session.close(reason)
+        admission.release()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from voice_gateway.transports.common import CloseCode, ProtocolViolation, json_object, run_call
+from hotline_domain.contract import Handoff
+from voice_gateway.calls import Call, Switchboard
+from voice_gateway.flow import EndReason
+from voice_gateway.transports.common import WEBSOCKET_PACING, CloseCode, ProtocolViolation, json_object, run_ws_call
 
 log = logging.getLogger("hotline.pcm")
 RATES = (8000, 16000)
@@ -24,11 +26,18 @@ MAX_FRAME_BYTES = 16000 * 2  # one second at 16 kHz: more in one frame is not a 
 
 
 class PcmStream:
+    """The way back to a raw-PCM caller: binary frames, `clear` and `hangup` messages."""
+
+    wire = "pcm"
+    pacing = WEBSOCKET_PACING
+
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.sample_rate = 8000
 
-    async def send_audio(self, pcm: bytes) -> None:
+    async def send_audio(self, pcm: bytes | None) -> None:
+        if pcm is None:
+            return
         with contextlib.suppress(ConnectionClosed):  # the caller is gone: the read side ends the call
             await self.ws.send(pcm)
 
@@ -36,15 +45,18 @@ class PcmStream:
         with contextlib.suppress(ConnectionClosed):  # the caller is gone: the read side ends the call
             await self.ws.send(json.dumps({"type": "clear"}))
 
-    async def hang_up(self, reason: str) -> None:
+    async def transfer(self, handoff: Handoff) -> bool:
+        return False
+
+    async def hang_up(self, reason: EndReason, detail: str = "") -> None:
         try:
-            await self.ws.send(json.dumps({"type": "hangup", "reason": reason}))
+            await self.ws.send(json.dumps({"type": "hangup", "reason": reason.value}))
         except ConnectionClosed:
             return
-        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason}"[:120])
+        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason.value}"[:120])
 
 
-async def handle(ws: ServerConnection, gateway: Any) -> None:
+async def handle(ws: ServerConnection, switchboard: Switchboard) -> None:
     stream = PcmStream(ws)
 
     async def start() -> str:
@@ -58,20 +70,20 @@ async def handle(ws: ServerConnection, gateway: Any) -> None:
         stream.sample_rate = int(rate)
         return str(meta.get("callId") or meta.get("call_sid") or "")
 
-    async def pump(session: Any) -> None:
+    async def pump(call: Call) -> None:
         async for raw in ws:
             if isinstance(raw, bytes):
                 if len(raw) % 2 or len(raw) > MAX_FRAME_BYTES:
                     raise ProtocolViolation(CloseCode.INVALID_DATA, f"bad PCM frame of {len(raw)} bytes")
-                session.audio(raw)
+                call.audio(raw)
                 continue
             message = json_object(raw)
             kind = message.get("type")
             if kind == "dtmf":
-                session.key(str(message.get("digit", ""))[:1])
+                call.key(str(message.get("digit", ""))[:1])
             elif kind == "hangup":
                 return
             else:
                 log.warning("pcm stream: unknown message type %r ignored", str(kind)[:40])
 
-    await run_call(ws, gateway, stream, "pcm", start, pump)
+    await run_ws_call(ws, switchboard, stream, start, pump)

@@ -16,8 +16,11 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from hotline_domain.contract import Handoff
 from voice_gateway.audio import ulaw_decode, ulaw_encode
-from voice_gateway.transports.common import CloseCode, ProtocolViolation, run_call
+from voice_gateway.calls import Call, Switchboard
+from voice_gateway.flow import EndReason
+from voice_gateway.transports.common import WEBSOCKET_PACING, CloseCode, ProtocolViolation, run_ws_call
 
 log = logging.getLogger("hotline.twilio")
 
@@ -25,21 +28,28 @@ log = logging.getLogger("hotline.twilio")
 class TwilioStream:
     """The way back to a Twilio caller: mu-law frames, `clear`, and closing the stream to hang up."""
 
+    wire = "twilio"
     sample_rate = 8000
+    pacing = WEBSOCKET_PACING
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.stream_sid = ""
 
-    async def send_audio(self, pcm: bytes) -> None:
+    async def send_audio(self, pcm: bytes | None) -> None:
+        if pcm is None:
+            return
         payload = base64.b64encode(ulaw_encode(pcm)).decode()
         await self._send({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
 
     async def clear(self) -> None:
         await self._send({"event": "clear", "streamSid": self.stream_sid})
 
-    async def hang_up(self, reason: str) -> None:
-        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason}"[:120])
+    async def hang_up(self, reason: EndReason, detail: str = "") -> None:
+        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason.value}"[:120])
+
+    async def transfer(self, handoff: Handoff) -> bool:
+        return False  # Twilio transfers are TwiML, outside the stream: the caller waits for a person here
 
     async def _send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):  # the caller is gone: the read side ends the call
@@ -65,7 +75,7 @@ def _decode_media(message: dict[str, Any]) -> bytes:
         raise ProtocolViolation(CloseCode.INVALID_DATA, "bad media payload (base64 mu-law expected)") from None
 
 
-async def handle(ws: ServerConnection, gateway: Any) -> None:
+async def handle(ws: ServerConnection, switchboard: Switchboard) -> None:
     """One Twilio stream = one call."""
     stream = TwilioStream(ws)
 
@@ -86,14 +96,14 @@ async def handle(ws: ServerConnection, gateway: Any) -> None:
             return str(message["start"].get("callSid") or stream.stream_sid)
         raise ConnectionClosed(None, None)
 
-    async def pump(session: Any) -> None:
+    async def pump(call: Call) -> None:
         async for raw in ws:
             message = _parse(raw)
             match message["event"]:
                 case "media":
-                    session.audio(_decode_media(message))
+                    call.audio(_decode_media(message))
                 case "dtmf":
-                    session.key(str((message.get("dtmf") or {}).get("digit", ""))[:1])
+                    call.key(str((message.get("dtmf") or {}).get("digit", ""))[:1])
                 case "mark" | "connected":
                     pass
                 case "stop":
@@ -101,4 +111,4 @@ async def handle(ws: ServerConnection, gateway: Any) -> None:
                 case other:
                     log.warning("twilio stream %s: unknown event %r ignored", stream.stream_sid, other[:40])
 
-    await run_call(ws, gateway, stream, "twilio", start, pump)
+    await run_ws_call(ws, switchboard, stream, start, pump)

@@ -3,9 +3,9 @@
 Signalling, JSON text messages on the WebSocket. Page -> gateway: first {"type": "offer", "sdp": "..."} with every
 ICE candidate in it (no trickle), then {"type": "dtmf", "digit": "5"} and {"type": "hangup"}. Gateway -> page:
 {"type": "answer", "sdp": "..."}; {"type": "call", "call": id, ...} once the caller's audio arrives (the call starts
-then); {"type": "event", "event": {...}}, this call's events from the `hotline:events` channel (what the caller
-said, the agent's answers, state, handover); {"type": "hangup", "reason": "..."} when the agent ends the call;
-{"type": "error", "message": "..."} before a close with a reason.
+then); {"type": "event", "event": {...}}, this call's events from its own channel `hotline:call:<id>:events`
+(what the caller said, the agent's answers, state, handover); {"type": "hangup", "reason": "..."} when the agent
+ends the call; {"type": "error", "message": "..."} before a close with a reason.
 
 Media: the caller's Opus (48 kHz) is downmixed and resampled to 16 kHz for the session; the agent's 16 kHz frames
 wait in a short queue that an outbound track hands to aiortc in real time, silence when it is empty. No STUN or
@@ -22,7 +22,6 @@ import functools
 import ipaddress
 import json
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -42,9 +41,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from voice_gateway import metrics
+from hotline_domain.contract import Handoff
 from voice_gateway.audio import FRAME_MS, array_to_pcm, frame_bytes
-from voice_gateway.records import EVENTS
+from voice_gateway.bridge import Pacing
+from voice_gateway.call_store import events_channel
+from voice_gateway.calls import Call, Refused, Switchboard
+from voice_gateway.config import GatewaySettings
+from voice_gateway.flow import EndReason
 from voice_gateway.transports.common import CloseCode, ProtocolViolation, json_object
 
 log = logging.getLogger("hotline.webrtc")
@@ -66,10 +69,10 @@ class WebRtcSettings:
     addresses: tuple[str, ...] | None = None  # host candidates offered; None: every interface but loopback
 
     @classmethod
-    def from_env(cls, listen_host: str) -> WebRtcSettings:
+    def from_settings(cls, gateway: GatewaySettings) -> WebRtcSettings:
         """HOTLINE_WEBRTC_TIMEOUT_S, HOTLINE_WEBRTC_ADDRESSES (comma-separated); by default media follows the
         listening address: a gateway on loopback offers 127.0.0.1, one on all interfaces offers every interface."""
-        raw = os.environ.get("HOTLINE_WEBRTC_ADDRESSES", "")
+        raw, listen_host = gateway.webrtc_addresses, gateway.host
         addresses: tuple[str, ...] | None
         if raw.strip():
             addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
@@ -79,7 +82,7 @@ class WebRtcSettings:
             addresses = None
         else:
             addresses = (listen_host,)
-        return cls(timeout_s=float(os.environ.get("HOTLINE_WEBRTC_TIMEOUT_S", "15")), addresses=addresses)
+        return cls(timeout_s=gateway.webrtc_timeout_s, addresses=addresses)
 
 
 def offer_host_candidates(addresses: tuple[str, ...] | None) -> None:
@@ -220,17 +223,21 @@ async def _first(*awaitables: Awaitable[Any]) -> None:
 
 
 class WebRtcCall:
-    """One browser call: the signalling socket, the peer connection, and the transport the session talks back to."""
+    """One browser call: the signalling socket, the peer connection, and the caller leg of the call."""
 
+    wire = NAME
     sample_rate = RATE
+    pacing = Pacing(lead_frames=2, send_silence=False)  # aiortc pulls the queue in real time, silence when empty
 
-    def __init__(self, ws: ServerConnection, gateway: Any, settings: WebRtcSettings) -> None:
+    def __init__(self, ws: ServerConnection, switchboard: Switchboard, store: Any, settings: WebRtcSettings) -> None:
         self.ws = ws
-        self.gateway = gateway
+        self.switchboard = switchboard
+        self.store = store  # the call store: its Redis carries this call's events to the page
         self.settings = settings
         self.voice = AgentVoice()
         self.pc: RTCPeerConnection | None = None
-        self.session: Any = None
+        self.call: Call | None = None
+        self.call_id = ""
         self.times: dict[str, float] = {"socket": time.monotonic()}
         self.caller_audio_s = 0.0
         self._last_audio = 0.0
@@ -239,21 +246,29 @@ class WebRtcCall:
         self._tasks: list[asyncio.Task] = []
         self._pubsub: Any = None
 
-    # --- the transport, as the session sees it ---
-    async def send_audio(self, pcm: bytes) -> None:
-        self.voice.put(pcm)
+    # --- the caller leg ---
+    async def send_audio(self, pcm: bytes | None) -> None:
+        if pcm is not None:
+            self.voice.put(pcm)
 
     async def clear(self) -> None:
         self.voice.clear()
 
-    async def hang_up(self, reason: str) -> None:
-        await self._send({"type": "hangup", "reason": reason})
+    async def hang_up(self, reason: EndReason, detail: str = "") -> None:
+        await self._send({"type": "hangup", "reason": reason.value})
         await self._close_peer()
-        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason}"[:120])
+        await self.ws.close(CloseCode.NORMAL, f"hangup: {reason.value}"[:120])
+
+    async def transfer(self, handoff: Handoff) -> bool:
+        return False
 
     # --- one call from offer to hang-up ---
     async def run(self) -> None:
-        reason = "caller_hung_up"
+        try:
+            admission = self.switchboard.admit()
+        except Refused as refused:
+            await self.ws.close(CloseCode.TRY_AGAIN, f"gateway {refused.why}, try again later")
+            return
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 offer = await self._offer()
@@ -263,43 +278,44 @@ class WebRtcCall:
                 raise ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)  # the page went while connecting
             if not self._media.is_set():
                 raise ProtocolViolation(CloseCode.PROTOCOL, "the media connection failed (ICE/DTLS)")
-            call_id = f"{NAME}-{uuid.uuid4().hex[:12]}"
-            await self._follow(call_id)
-            self.session = self.gateway.new_session(call_id, self, NAME)
+            self.call_id = self.switchboard.unique_id(f"{NAME}-{uuid.uuid4().hex[:12]}")
+            await self._follow(self.call_id)
             timings = {k: round((v - self.times["socket"]) * 1000, 1) for k, v in self.times.items()}
-            log.info("call %s connected: %s ms", call_id, timings)
-            await self._send({"type": "call", "call": call_id, "ms": timings})  # before any event of the call
-            await self.session.start()
-            metrics.CALLS.labels(NAME).inc()
-            reason = await self._until_over()
+            log.info("call %s connected: %s ms", self.call_id, timings)
+            await self._send({"type": "call", "call": self.call_id, "ms": timings})  # before any event of the call
+            await admission.run(self, self.call_id, self._media_until_over)
         except TimeoutError:
-            reason = "timeout"
             message = f"timeout: no audio from the caller within {self.settings.timeout_s:g} s"
             log.warning("webrtc connection from %s closed: %s", self.ws.remote_address, message)
             await self._send({"type": "error", "message": message})
             await self.ws.close(CloseCode.PROTOCOL, message)
         except ProtocolViolation as exc:
-            reason = f"protocol: {exc.reason}"
             log.warning("webrtc connection from %s closed: %s", self.ws.remote_address, exc.reason)
             await self._send({"type": "error", "message": exc.reason})
             await self.ws.close(exc.code, exc.reason[:120])
         except ConnectionClosed:
-            reason = "connection_lost"
+            pass
         except Exception:  # one bad call never disturbs another
-            reason = "internal_error"
             log.exception("webrtc call failed")
             await self.ws.close(CloseCode.INTERNAL, "internal error")
         finally:
-            if self.session is not None:
-                await self.session.close(reason)
+            admission.release()
+            if self.call_id:
                 log.info(
                     "call %s: %.1f s of caller audio in, %.1f s of agent audio out",
-                    self.session.call_id,
+                    self.call_id,
                     self.caller_audio_s,
                     self.voice.frames_sent * FRAME_MS / 1000,
                 )
             await self._close_peer()
             await self.ws.close(CloseCode.NORMAL)
+
+    async def _media_until_over(self, call: Call) -> EndReason:
+        self.call = call
+        try:
+            return await self._until_over()
+        except ConnectionClosed:
+            return EndReason.CONNECTION_LOST
 
     async def _offer(self) -> RTCSessionDescription:
         message = _message(await self.ws.recv())
@@ -351,13 +367,13 @@ class WebRtcCall:
                     self.times["media"] = self._last_audio
                     self._media.set()
                 pcm = caller.convert(frame)
-                if self.session is not None and pcm:
-                    self.session.audio(pcm)
+                if self.call is not None and pcm:
+                    self.call.audio(pcm)
 
     async def _follow(self, call_id: str) -> None:
         """This call's events from Redis to the page: subscribed before the session starts, so none is missed."""
-        self._pubsub = self.gateway.engines.records.redis.pubsub()
-        await self._pubsub.subscribe(EVENTS)
+        self._pubsub = self.store.redis.pubsub()
+        await self._pubsub.subscribe(events_channel(call_id))
         self._tasks.append(asyncio.create_task(self._forward(call_id)))
 
     async def _forward(self, call_id: str) -> None:
@@ -366,10 +382,10 @@ class WebRtcCall:
                 continue
             with contextlib.suppress(ValueError, TypeError):
                 event = json.loads(message["data"])
-                if isinstance(event, dict) and event.get("call") == call_id:
+                if isinstance(event, dict):
                     await self._send({"type": "event", "event": event})
 
-    async def _until_over(self) -> str:
+    async def _until_over(self) -> EndReason:
         """The call runs until the page hangs up or goes, or the media stops; returns why it ended."""
         reader = asyncio.create_task(self._read())
         watchdog = asyncio.create_task(self._watch())
@@ -382,29 +398,30 @@ class WebRtcCall:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
 
-    async def _read(self) -> str:
+    async def _read(self) -> EndReason:
         async for raw in self.ws:
             message = _message(raw)
             kind = message.get("type")
             if kind == "dtmf":
                 digit = str(message.get("digit", ""))
                 if len(digit) == 1 and digit in KEYS:
-                    self.session.key(digit)
+                    if self.call is not None:
+                        self.call.key(digit)
                 else:
-                    log.warning("call %s: a key that is not on a phone keypad ignored", self.session.call_id)
+                    log.warning("call %s: a key that is not on a phone keypad ignored", self.call_id)
             elif kind == "hangup":
-                return "caller_hung_up"
+                return EndReason.CALLER_HUNG_UP
             else:
-                log.warning("call %s: unknown message type %r ignored", self.session.call_id, str(kind)[:40])
-        return "caller_hung_up"  # the page closed the socket (tab closed, reloaded)
+                log.warning("call %s: unknown message type %r ignored", self.call_id, str(kind)[:40])
+        return EndReason.CALLER_HUNG_UP  # the page closed the socket (tab closed, reloaded)
 
-    async def _watch(self) -> str:
+    async def _watch(self) -> EndReason:
         while True:
             await asyncio.sleep(0.5)
             if self._failed.is_set():
-                return "media_lost"
+                return EndReason.CONNECTION_LOST
             if time.monotonic() - self._last_audio > self.settings.timeout_s:
-                return "media_timeout"
+                return EndReason.MEDIA_TIMEOUT
 
     async def _send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):  # the page is gone: the read side ends the call
@@ -429,5 +446,5 @@ class WebRtcCall:
             self._pubsub = None
 
 
-async def handle(ws: ServerConnection, gateway: Any, settings: WebRtcSettings | None = None) -> None:
-    await WebRtcCall(ws, gateway, settings or WebRtcSettings.from_env(gateway.config.host)).run()
+async def handle(ws: ServerConnection, switchboard: Switchboard, store: Any, settings: WebRtcSettings) -> None:
+    await WebRtcCall(ws, switchboard, store, settings).run()

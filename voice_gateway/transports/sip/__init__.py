@@ -1,19 +1,20 @@
 """SIP (RFC 3261) over UDP and TCP with G.711 RTP: a PBX, a SIP trunk or a softphone calls the gateway directly.
 
-One INVITE = one call = one CallSession. The session does turn-taking; this package only speaks the wire: SDP
-offer/answer (PCMU or PCMA at 8 kHz, telephone-event), RTP in through a small jitter buffer and out on a 20 ms
-clock, DTMF from RFC 4733 events or SIP INFO, BYE either way, CANCEL, OPTIONS, and a blind-transfer REFER when
-the dialogue hands the caller to a person and an agent URI is configured for the queue. Callers are admitted by
-source address (HOTLINE_SIP_ALLOW) and, if a password is set, by digest authentication.
+One INVITE = one call on the switchboard (voice_gateway/calls.py). The bot does turn-taking; this package only
+speaks the wire: SDP offer/answer (PCMU or PCMA at 8 kHz, telephone-event), RTP in through a small jitter buffer
+and out one packet per tick of the call's bridge, DTMF from RFC 4733 events or SIP INFO, BYE either way, CANCEL,
+OPTIONS, and a blind-transfer REFER when the dialogue hands the caller to a person and an agent URI is configured
+for the queue. Callers are admitted by source address (HOTLINE_SIP_ALLOW) and, if a password is set, by digest
+authentication.
 
     message   parsing and checking SIP messages, building our responses, header helpers, names for logs
     sdp       offer/answer
     auth      digest authentication
-    settings  SipSettings (the only reader of the HOTLINE_SIP_* environment)
+    settings  SipSettings, from the gateway's settings
     dialog    one INVITE dialog as a state machine with no I/O: events in, actions out, RFC 3261 timers
     media     one call's RTP stream
     channels  the UDP socket and TCP connections
-    call      SipCall: the per-call leg the session talks back to
+    call      SipCall: the per-call caller leg
     server    SipServer: dispatch, admission, the dialog's actions done with real sockets and timers
 
 aiosipua supplies message parsing and serialisation, header codecs, SDP parsing and the dialog identifiers; the

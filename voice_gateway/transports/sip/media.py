@@ -11,7 +11,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -33,7 +32,6 @@ from voice_gateway.transports.sip.sdp import MediaOffer
 
 log = logging.getLogger("hotline.sip")
 
-OUT_QUEUE_FRAMES = 50  # 1 s of agent audio; the session keeps at most ~100 ms queued
 INBOUND_STALL_S = 0.2  # no RTP for this long: release the jitter buffer and feed silence (keeps endpointing going)
 FRAME_S = FRAME_SAMPLES / CLOCK_RATE
 
@@ -66,7 +64,6 @@ class RtpStream(asyncio.DatagramProtocol):
         self.remote = (offer.address, offer.port)
         self.jitter = JitterBuffer()
         self.dtmf = DtmfDetector()
-        self.out: deque[bytes] = deque(maxlen=OUT_QUEUE_FRAMES)
         self.transport: asyncio.DatagramTransport | None = None
         self.ssrc = random.getrandbits(32)
         self._seq = random.getrandbits(16)
@@ -150,21 +147,6 @@ class RtpStream(asyncio.DatagramProtocol):
             self.transport.sendto(packet, self.remote)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + FRAME_SAMPLES) & 0xFFFFFFFF
-
-    async def run(self) -> None:
-        """The 20 ms clock: one packet out per tick (queued agent audio or silence), and watch for a stalled caller."""
-        next_at = time.monotonic()
-        while True:
-            if self.out:
-                self.send_frame(self.out.popleft())
-            else:
-                self.send_silence()
-            now = time.monotonic()
-            self.check_inbound(now)
-            next_at += FRAME_S
-            if next_at < now - 0.2:
-                next_at = now  # the loop was starved: start a fresh clock rather than burst
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     def close(self) -> None:
         if self.transport is not None:

@@ -1,8 +1,8 @@
 """The SIP server: UDP and TCP channels, admission, one InviteDialog per call, and its actions done for real.
 
 Everything the rest of the gateway sees of a SIP call goes through `SipServer._admit` and `SipServer._run_call`
-(the call's life: admission, session start, answer, wait, close) and `SipCall` in call.py (the leg the session
-talks back to, and the caller's audio and keys on their way to it).
+(the call's place on the switchboard, its start, the answer, the wait, the close) and `SipCall` in call.py (the
+caller leg, and the caller's audio and keys on their way to the call).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from aiosipua.message import SipRequest, SipResponse
 from prometheus_client import Counter
 
 from voice_gateway import metrics
+from voice_gateway.calls import Admission, Call, Refused, Switchboard
+from voice_gateway.flow import EndReason
 from voice_gateway.transports.sip.auth import DigestAuth
 from voice_gateway.transports.sip.call import SipCall
 from voice_gateway.transports.sip.channels import Channel, TcpChannel, UdpChannel, read_tcp_message
@@ -76,10 +78,10 @@ Peer = tuple[tuple[str, int], Channel]  # where a request came from, and so wher
 
 
 class SipServer:
-    """SIP user agent server for the gateway: admission, offer/answer, and one CallSession per answered call."""
+    """SIP user agent server for the gateway: admission, offer/answer, and one bridged call per answered INVITE."""
 
-    def __init__(self, gateway: Any, settings: SipSettings) -> None:
-        self.gateway = gateway
+    def __init__(self, switchboard: Switchboard, settings: SipSettings) -> None:
+        self.switchboard = switchboard
         self.settings = settings
         self.auth = DigestAuth(settings.user, settings.password) if settings.password else None
         self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
@@ -233,10 +235,11 @@ class SipServer:
             warning = {"Warning": f'305 {SERVER} "{ascii_text(str(exc))}"'}
             self.respond(request, addr, channel, 488, f"Not Acceptable Here ({ascii_text(str(exc), 60)})", warning)
             return
-        name = self._admit(request.call_id or "")
-        if name is None:
+        admitted = self._admit(request.call_id or "")
+        if admitted is None:
             self.respond(request, addr, channel, 503, "Service Unavailable (gateway full)", {"Retry-After": "5"})
             return
+        name, admission = admitted
         sip_dialog = create_dialog_from_request(request)
         dialog = InviteDialog(
             request, sip_dialog.local_tag, sip_dialog.remote_tag, reliable=channel.reliable, name=name
@@ -246,23 +249,19 @@ class SipServer:
         caller = request.from_addr.uri.user if request.from_addr and request.from_addr.uri else None
         log.info("%s: INVITE from %s at %s, %s/8000", name, mask_user(caller), addr[0], offer.codec)
         self.handle(call, Admitted(time.monotonic()))
-        self.spawn(self._run_call(call))
+        self.spawn(self._run_call(call, admission))
 
     # --- the call's life, as the rest of the gateway sees it ---
-    def _admit(self, sip_call_id: str) -> str | None:
-        """The session name for a new call, or None when the gateway is full."""
-        busy = len(self.gateway.sessions) + sum(1 for c in self.calls.values() if c.session is None)
-        if busy >= self.gateway.config.max_calls:
-            metrics.REFUSED.labels("full").inc()
+    def _admit(self, sip_call_id: str) -> tuple[str, Admission] | None:
+        """The call's name and its place on the switchboard, or None when the gateway is full or draining."""
+        try:
+            admission = self.switchboard.admit()
+        except Refused:
             return None
-        name = session_name(sip_call_id)
-        while name in self.gateway.sessions:
-            name = f"{name[:44]}-{random.getrandbits(16):04x}"
-        return name
+        return self.switchboard.unique_id(session_name(sip_call_id)), admission
 
-    async def _run_call(self, call: SipCall) -> None:
-        """Answer, run the session until either side ends it, and clean up whatever happens."""
-        reason = "caller_hung_up"
+    async def _run_call(self, call: SipCall, admission: Admission) -> None:
+        """Answer, run the call until either side ends it, and clean up whatever happens."""
         try:
             loop = asyncio.get_running_loop()
             latch = call.addr[0] if self.settings.rtp_latch else None
@@ -272,31 +271,27 @@ class SipServer:
                 ),
                 local_addr=(self.settings.host, 0),
             )
-            session = call.session = self.gateway.new_session(call.name, call, "sip")
-            await session.start()
-            metrics.CALLS.labels("sip").inc()
-            if call.dialog.phase is not Phase.PROCEEDING:  # cancelled while the session started
-                await session.close("caller_cancelled")
-                return
-            answer = answer_sdp(call.offer, self.advertised_ip, call.media.local_port, random.getrandbits(31))
-            self.handle(call, Answer(answer, time.monotonic()))
-            await session.wait_closed()
-            with contextlib.suppress(TimeoutError):  # the session's own hang-up sends the BYE with its reason
-                async with asyncio.timeout(1.0):
-                    await call.done.wait()
-            if not call.done.is_set():
-                self.handle(call, HangUp("session_ended", time.monotonic(), at_once=True))
+            await admission.run(call, call.name, lambda started: self._answer_and_wait(call, started))
         except asyncio.CancelledError:
-            reason = "gateway_stopping"
             raise
         except Exception:  # one bad call never disturbs another
-            reason = "internal_error"
             log.exception("%s failed", call.name)
             self.handle(call, Failed(time.monotonic()))
         finally:
-            if call.session is not None:
-                await call.session.close(reason)
+            admission.release()
+            if not call.done.is_set():
+                self.handle(call, HangUp("session_ended", time.monotonic(), at_once=True))
             self._release(call)
+
+    async def _answer_and_wait(self, call: SipCall, started: Call) -> EndReason:
+        """The call has started (the bot is greeting): answer the INVITE, then wait for the dialog to end."""
+        call.call = started
+        if call.dialog.phase is not Phase.PROCEEDING:  # cancelled while the call started
+            return EndReason.CALLER_CANCELLED
+        answer = answer_sdp(call.offer, self.advertised_ip, call.media.local_port, random.getrandbits(31))  # type: ignore[union-attr]
+        self.handle(call, Answer(answer, time.monotonic()))
+        await call.done.wait()
+        return call.end_reason
 
     # --- the dialog's actions, done ---
     def handle(self, call: SipCall, event: Event, peer: Peer | None = None) -> None:
@@ -343,11 +338,9 @@ class SipServer:
                     if await_answer:
                         call.tasks.append(asyncio.create_task(self._await_bye(call, branch, data)))
                 case StartMedia():
-                    if call.media is not None:
-                        call.clock = asyncio.create_task(call.media.run())
+                    call.media_on = True  # the call's bridge paces the packets: one every 20 ms from now
                 case StopMedia():
-                    if call.clock is not None:
-                        call.clock.cancel()
+                    call.media_on = False
                     if call.media is not None:
                         call.media.close()
                 case DeliverKey(key=key):
@@ -369,7 +362,7 @@ class SipServer:
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
-        for task in [call.clock, *call.tasks]:
+        for task in call.tasks:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         if call.media is not None:

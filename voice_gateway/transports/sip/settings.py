@@ -1,11 +1,14 @@
-"""SIP settings: one plain dataclass, and the only place that reads the HOTLINE_SIP_* environment variables."""
+"""SIP settings: one plain dataclass, built from the gateway's settings (which read HOTLINE_SIP_* once)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voice_gateway.config import GatewaySettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -49,11 +52,13 @@ class SipSettings:
     rtp_latch: bool = False  # accept RTP from the signalling address instead of the SDP one (callers behind NAT)
 
     @classmethod
-    def from_env(cls, host: str, port: int) -> SipSettings:
-        env = os.environ.get
+    def from_settings(cls, gateway: GatewaySettings) -> SipSettings:
+        """From the HOTLINE_SIP_* variables the gateway's settings read: HOTLINE_SIP_TCP, _ALLOW, _USER,
+        _PASSWORD, _AGENTS, _PUBLIC_IP, _RTP_LATCH (docs/sip.md)."""
+        env = gateway.sip.get
         return cls(
-            host=host,
-            port=port,
+            host=gateway.sip_host or gateway.host,
+            port=gateway.sip_port,
             tcp=env("HOTLINE_SIP_TCP", "1") != "0",
             allow=parse_allow(env("HOTLINE_SIP_ALLOW", DEFAULT_ALLOW)),
             user=env("HOTLINE_SIP_USER", ""),

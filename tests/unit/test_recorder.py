@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voice_gateway.recording import CallRecorder
+from voice_gateway.recorder import CallRecorder
 
 
 def tone(level: int, ms: int, rate: int = 8000) -> bytes:

@@ -10,9 +10,45 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from voice_gateway.rasa_client import BotTurn
+from hotline_domain.contract import BotTurn, CollectDigits, Handoff, HandoffReason
+
+
+class EndReason(str, enum.Enum):
+    """Why a call ended: what the call's record says, and what a transport tells the far end."""
+
+    CALLER_HUNG_UP = "caller_hung_up"
+    CALLER_CANCELLED = "caller_cancelled"  # gone before the call was answered
+    CONNECTION_LOST = "connection_lost"
+    PROTOCOL_ERROR = "protocol_error"  # the far end broke its wire protocol
+    MEDIA_TIMEOUT = "timeout"  # no media arrived in time
+    INTERNAL_ERROR = "internal_error"
+    GATEWAY_STOPPING = "gateway_stopping"
+    TRANSFERRED = "transferred"  # passed on to a person by the phone network (SIP REFER)
+    COMPLETED = "completed"  # the dialogue said goodbye
+    NO_INPUT = "no_input"
+    MAX_CALL_LENGTH = "max_call_length"
+    AGENT_HUNG_UP = "agent_hung_up"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Part(enum.Enum):
+    """What a call depends on that can fail mid-call."""
+
+    RECOGNISER = "recogniser"
+    SYNTHESISER = "synthesiser"
+    DIALOGUE = "dialogue"
+    STORE = "store"  # Redis: call records, queues, keypad secrets
+
+
+UNAVAILABLE = {  # the handoff reason a person sees when a part failed
+    Part.RECOGNISER: HandoffReason.RECOGNISER_UNAVAILABLE,
+    Part.SYNTHESISER: HandoffReason.SYNTHESISER_UNAVAILABLE,
+    Part.DIALOGUE: HandoffReason.DIALOGUE_UNAVAILABLE,
+    Part.STORE: HandoffReason.STORE_UNAVAILABLE,
+}
 
 
 class CallState(enum.Enum):
@@ -22,6 +58,7 @@ class CallState(enum.Enum):
     INTERRUPTED = "interrupted"  # the caller spoke over the agent; their turn is being heard
     COLLECTING_DIGITS = "collecting_digits"  # keypad entry (ID number, password)
     ON_HOLD = "on_hold"  # handed over, waiting for a person
+    WITH_PERSON = "with_person"  # a person has taken the call; the bot is off the bridge
     ENDED = "ended"
 
 
@@ -65,14 +102,38 @@ class DialogueAnswered:
 
 
 @dataclass(frozen=True)
-class DialogueFailed:
-    reason: str
+class EngineFailed:
+    """A part the bot needs failed (raised, timed out, unreachable): the caller hears an apology, then a person."""
+
+    part: Part
+    detail: str
     now: float
 
 
 @dataclass(frozen=True)
 class PlaybackFinished:
     utterance: int  # the id of the Say command whose audio has been played out
+    now: float
+
+
+@dataclass(frozen=True)
+class PlaybackFailed:
+    utterance: int  # the Say command whose audio could not be made
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True)
+class PersonTookOver:
+    """A human agent or a supervisor has the call now: the bot is silent until it is given the call back."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class BotResumed:
+    """The person gave the call back to the bot: it greets the caller again and listens, with its context."""
+
     now: float
 
 
@@ -93,8 +154,11 @@ Event = (
     | UtteranceRecognised
     | KeyPressed
     | DialogueAnswered
-    | DialogueFailed
+    | EngineFailed
     | PlaybackFinished
+    | PlaybackFailed
+    | PersonTookOver
+    | BotResumed
     | Tick
     | CallerHungUp
 )
@@ -137,12 +201,13 @@ class SendKeys:
 
 @dataclass(frozen=True)
 class HandOver:
-    payload: dict[str, Any]
+    handoff: Handoff
 
 
 @dataclass(frozen=True)
 class HangUp:
-    reason: str
+    reason: EndReason
+    detail: str = ""  # the dialogue's own reason, when it ended the call
 
 
 Command = Say | StopSpeaking | PauseSpeaking | ResumeSpeaking | AskDialogue | SendKeys | HandOver | HangUp
@@ -167,6 +232,12 @@ class Prompts:
     no_input_goodbye: str = "没有听到您的声音，感谢来电，再见。"
     dialogue_down: str = "非常抱歉，系统暂时有点问题，为您转接人工客服，请稍候。"
     too_long: str = "通话时间已经很长了，如需继续办理请重新拨打，感谢来电，再见。"
+    welcome_back: str = "您好，我是智能客服，请问还有什么可以帮您？"
+    transferring: str = "正在为您转接人工客服，请不要挂机。"  # the queue cannot say a position
+
+    def canned(self) -> tuple[str, ...]:
+        """What the agent must be able to say when its synthesiser fails: rendered ahead, at start."""
+        return (self.dialogue_down,)
 
     def queue_position(self, position: int) -> str:
         """What a caller waiting for a person hears: how many are ahead of them (1 = next)."""
@@ -190,13 +261,14 @@ class CallFlow:
     _listening_since: float | None = None
     _reprompts: int = 0
     _digits: str = ""
-    _collect: dict[str, Any] | None = None
+    _collect: CollectDigits | None = None
     _last_key: float = 0.0
     _paused: bool = False  # the agent holds its words while the caller makes a sound
     _asked: str = ""  # what the caller said in the turn the dialogue is answering (or just answered)
     _joining: str = ""  # more of that turn, heard while the dialogue was thinking
     _onset_at: float = -1.0  # when the caller's latest sound began
     _answered_at: float = -1.0  # when the latest answer began
+    _gave_up: bool = False  # a part failed and the caller was handed over: later failures change nothing
 
     @property
     def expects_digits(self) -> bool:
@@ -223,10 +295,17 @@ class CallFlow:
                 return self._key(key, now)
             case DialogueAnswered(turn, now):
                 return self._answered(turn, now)
-            case DialogueFailed(_, now):
-                return self._say_then([self.prompts.dialogue_down], HandOver({"reason": "dialogue_unavailable"}), now)
+            case EngineFailed(part, _, now):
+                return self._failed(part, now)
             case PlaybackFinished(utterance, now):
                 return self._played(utterance, now)
+            case PlaybackFailed(utterance, _, now):
+                self._playing.pop(utterance, None)
+                return self._failed(Part.SYNTHESISER, now)
+            case PersonTookOver():
+                return self._person_took_over()
+            case BotResumed(now):
+                return self._bot_resumed(now)
             case Tick(now):
                 return self._tick(now)
         return []
@@ -268,7 +347,7 @@ class CallFlow:
         if self.state is CallState.THINKING and self._asked and text and not BACKCHANNEL.match(text):
             self._joining = f"{self._joining}，{text}" if self._joining else text  # they paused mid-sentence
             return []
-        if self.state in (CallState.ON_HOLD, CallState.THINKING):
+        if self.state in (CallState.ON_HOLD, CallState.THINKING, CallState.WITH_PERSON):
             return []  # nobody to answer yet: a person is coming, or the dialogue is busy
         if not text or (self.state is CallState.SPEAKING and BACKCHANNEL.match(text)):
             if self.state is CallState.INTERRUPTED:
@@ -295,7 +374,7 @@ class CallFlow:
         return [*commands, AskDialogue(text, replaces_last=replaces_last)]
 
     def _key(self, key: str, now: float) -> list[Command]:
-        if self.state in (CallState.ON_HOLD, CallState.THINKING) or key not in "0123456789*#":
+        if self.state in (CallState.ON_HOLD, CallState.THINKING, CallState.WITH_PERSON) or key not in "0123456789*#":
             return []
         commands: list[Command] = []
         if self.state is CallState.SPEAKING and all(self._playing.values()):
@@ -307,8 +386,9 @@ class CallFlow:
         self._reprompts = 0
         if key == "#":
             return commands + self._submit_digits()
-        self._digits += "X" if key == "*" and (self._collect or {}).get("star_means") == "X" else key
-        limit = int((self._collect or {}).get("max_digits") or 0)
+        star = self._collect.star_means if self._collect is not None else None
+        self._digits += star if key == "*" and star else key
+        limit = self._collect.max_digits if self._collect is not None else 0
         if self._collect is None and self._digits == "0":
             return commands + self._submit_digits()  # 0 for a person
         if limit and len(self._digits) >= limit:
@@ -316,7 +396,7 @@ class CallFlow:
         return commands
 
     def _submit_digits(self) -> list[Command]:
-        digits, secret = self._digits, bool((self._collect or {}).get("secret"))
+        digits, secret = self._digits, self._collect is not None and self._collect.secret
         self._digits, self._collect = "", None
         self._asked, self._joining = "", ""  # keys are never joined with speech
         if not digits:
@@ -325,19 +405,18 @@ class CallFlow:
         return [SendKeys(digits, secret)]
 
     def _answered(self, turn: BotTurn, now: float) -> list[Command]:
-        if self.state is CallState.ON_HOLD:
+        if self.state in (CallState.ON_HOLD, CallState.WITH_PERSON):
             return []
         if self._joining and self.state is CallState.THINKING:  # that answer was to half a sentence
             self._asked, self._joining = f"{self._asked}，{self._joining}", ""
             return [AskDialogue(self._asked, replaces_last=True)]
         self._answered_at = now
-        collect = turn.payload("collect_digits")
-        if collect:
-            self._collect, self._digits = collect, ""
-        if turn.payload("handoff"):
-            return self._say_then(turn.texts, HandOver(turn.payload("handoff") or {}), now)
-        if turn.payload("hangup"):
-            return self._say_then(turn.texts, HangUp((turn.payload("hangup") or {}).get("reason", "done")), now)
+        if turn.collect is not None:
+            self._collect, self._digits = turn.collect, ""
+        if turn.handoff is not None:
+            return self._say_then(turn.texts, HandOver(turn.handoff), now)
+        if turn.hangup is not None:
+            return self._say_then(turn.texts, HangUp(EndReason.COMPLETED, turn.hangup.reason.value), now)
         return self._say_then(turn.texts, None, now)
 
     def _say_then(self, texts: list[str], then: Command | None, now: float) -> list[Command]:
@@ -372,13 +451,41 @@ class CallFlow:
         self._last_key = now
         return []
 
+    def _failed(self, part: Part, now: float) -> list[Command]:
+        """A part failed: say sorry (once) and hand the caller to a person, by the catalogue's rules."""
+        if self.state in (CallState.ON_HOLD, CallState.WITH_PERSON) or self._gave_up:
+            return []
+        self._gave_up = True
+        stop: list[Command] = [StopSpeaking()] if self._playing else []
+        self._playing.clear()
+        self._paused = False
+        self._after_playback, self._collect, self._digits = None, None, ""
+        say = self._say(self.prompts.dialogue_down, interruptible=False)
+        self.state = CallState.ON_HOLD
+        return [*stop, say, HandOver(Handoff(UNAVAILABLE[part]))]
+
+    def _person_took_over(self) -> list[Command]:
+        stop: list[Command] = [StopSpeaking()] if self._playing else []
+        self._playing.clear()
+        self._paused = False
+        self._after_playback, self._collect, self._digits = None, None, ""
+        self._asked, self._joining = "", ""
+        self.state = CallState.WITH_PERSON
+        return stop
+
+    def _bot_resumed(self, now: float) -> list[Command]:
+        if self.state is not CallState.WITH_PERSON:
+            return []
+        self._reprompts = 0
+        return self._say_then([self.prompts.welcome_back], None, now)
+
     def _tick(self, now: float) -> list[Command]:
         if (
             self.started is not None
             and now - self.started > self.timing.max_call_s
-            and self.state is not CallState.ON_HOLD
+            and self.state not in (CallState.ON_HOLD, CallState.WITH_PERSON)
         ):
-            return self._say_then([self.prompts.too_long], HangUp("max_call_length"), now)
+            return self._say_then([self.prompts.too_long], HangUp(EndReason.MAX_CALL_LENGTH), now)
         if (
             self.state is CallState.COLLECTING_DIGITS
             and self._digits
@@ -395,5 +502,5 @@ class CallFlow:
         if self._reprompts <= self.timing.no_input_reprompts:
             return self._say_then([self.prompts.still_there], None, now)
         if self.hand_over_on_no_input:
-            return self._say_then([self.prompts.no_input_handover], HandOver({"reason": "no_input"}), now)
-        return self._say_then([self.prompts.no_input_goodbye], HangUp("no_input"), now)
+            return self._say_then([self.prompts.no_input_handover], HandOver(Handoff(HandoffReason.NO_INPUT)), now)
+        return self._say_then([self.prompts.no_input_goodbye], HangUp(EndReason.NO_INPUT), now)

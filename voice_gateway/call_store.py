@@ -1,9 +1,10 @@
 """Call records and the live event stream in Redis, for supervisors, agents and the consoles.
 
-Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason), `hotline:call:<id>:turns` (list of
-JSON turns), `hotline:calls:active` (set), `hotline:handoff` (list: calls waiting for a person, oldest first).
-Every change is also published on the channel `hotline:events`. Caller text is masked before it is stored:
-ID numbers, phone numbers and passwords never reach Redis in clear.
+Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason, detail), `hotline:call:<id>:turns`
+(list of JSON turns), `hotline:calls:active` (set), `hotline:handoff` (list: calls waiting for a person, oldest
+first). Every change is also published on the call's own channel `hotline:call:<id>:events` (a page following one
+call subscribes to it; a dashboard following every call subscribes to the pattern `EVENTS_PATTERN`). Caller
+text is masked before it is stored: ID numbers, phone numbers and passwords never reach Redis in clear.
 """
 
 from __future__ import annotations
@@ -14,20 +15,31 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hotline_domain.identity import redact
+from hotline_domain.contract import Handoff
+from hotline_domain.privacy import redact, redact_data, redact_partial
 
-EVENTS = "hotline:events"
+EVENTS_PATTERN = "hotline:call:*:events"
+
+
+def events_channel(call_id: str) -> str:
+    """The channel one call's live events are published on."""
+    return f"hotline:call:{call_id}:events"
+
+
 ACTIVE = "hotline:calls:active"
 HANDOFF_QUEUE = "hotline:handoff"
 RECORD_TTL_S = 7 * 24 * 3600
 
 
-class CallRecords:
+class CallStore:
+    """One gateway's view of the call records in Redis (shared by every gateway process)."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def _publish(self, call_id: str, kind: str, data: dict[str, Any]) -> None:
-        await self.redis.publish(EVENTS, json.dumps({"call": call_id, "event": kind, **data}, ensure_ascii=False))
+        message = json.dumps({"call": call_id, "event": kind, **data}, ensure_ascii=False)
+        await self.redis.publish(events_channel(call_id), message)
 
     async def started(self, call_id: str, transport: str) -> None:
         key = f"hotline:call:{call_id}"
@@ -42,7 +54,7 @@ class CallRecords:
 
     async def turn(self, call_id: str, turn: dict[str, Any]) -> None:
         """One exchange: caller text (masked), confidence, intent, bot text, stage timings in ms."""
-        clean = {k: redact(v) if isinstance(v, str) else v for k, v in turn.items()}
+        clean = redact_data(turn)
         key = f"hotline:call:{call_id}:turns"
         await self.redis.rpush(key, json.dumps(clean, ensure_ascii=False))
         await self.redis.expire(key, RECORD_TTL_S)
@@ -50,26 +62,28 @@ class CallRecords:
 
     async def partial(self, call_id: str, text: str) -> None:
         """What a streaming recogniser has heard so far of the caller's current turn: published, not stored."""
-        await self._publish(call_id, "partial", {"text": redact(text)})
+        await self._publish(call_id, "partial", {"text": redact_partial(text)})
 
-    async def handed_off(self, call_id: str, payload: dict[str, Any]) -> int:
+    async def handed_off(self, call_id: str, handoff: Handoff) -> int:
         """Queue the call for a person; returns its position in the queue (1 = next)."""
+        payload = redact_data(handoff.to_payload()[Handoff.KEY])
         entry = json.dumps({"call": call_id, "at": time.time(), **payload}, ensure_ascii=False)
         position = await self.redis.rpush(HANDOFF_QUEUE, entry)
         await self.redis.hset(f"hotline:call:{call_id}", mapping={"state": "on_hold", "handoff": entry})
         await self._publish(call_id, "handoff", {"position": position, **payload})
         return int(position)
 
-    async def ended(self, call_id: str, reason: str) -> None:
+    async def ended(self, call_id: str, reason: str, detail: str = "") -> None:
         """The call is over: it leaves the active set and, if it was still waiting for a person, the queue."""
         waiting = await self.redis.hget(f"hotline:call:{call_id}", "handoff")
         if waiting:
             await self.redis.lrem(HANDOFF_QUEUE, 1, waiting)
         await self.redis.hset(
-            f"hotline:call:{call_id}", mapping={"state": "ended", "ended": time.time(), "reason": reason}
+            f"hotline:call:{call_id}",
+            mapping={"state": "ended", "ended": time.time(), "reason": reason, "detail": redact(detail)},
         )
         await self.redis.srem(ACTIVE, call_id)
-        await self._publish(call_id, "ended", {"reason": reason})
+        await self._publish(call_id, "ended", {"reason": reason, "detail": redact(detail)})
 
     async def turns(self, call_id: str) -> list[dict[str, Any]]:
         return [json.loads(t) for t in await self.redis.lrange(f"hotline:call:{call_id}:turns", 0, -1)]

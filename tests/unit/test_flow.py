@@ -1,19 +1,25 @@
 """Turn-taking, driven with plain calls and virtual time."""
 
-from hotline_domain.contract import Handoff, HandoffReason
-from voice_gateway.call import (
+from hotline_domain.contract import BotTurn, Handoff, HandoffReason
+from voice_gateway.flow import (
     AskDialogue,
+    BotResumed,
     CallerHungUp,
     CallFlow,
     CallStarted,
     CallState,
     DialogueAnswered,
-    DialogueFailed,
+    EndReason,
+    EngineFailed,
     HandOver,
     HangUp,
     KeyPressed,
+    Part,
     PauseSpeaking,
+    PersonTookOver,
+    PlaybackFailed,
     PlaybackFinished,
+    Prompts,
     ResumeSpeaking,
     Say,
     SendKeys,
@@ -23,11 +29,10 @@ from voice_gateway.call import (
     Tick,
     UtteranceRecognised,
 )
-from voice_gateway.rasa_client import BotTurn
 
 
 def answered(*texts: str, now: float = 1.0, **payloads) -> DialogueAnswered:  # type: ignore[no-untyped-def]
-    messages = [{"text": text} for text in texts] + [{"custom": {k: v}} for k, v in payloads.items()]
+    messages = [{"text": t} for t in texts] + [{"custom": {k: v}} for k, v in payloads.items()]
     return DialogueAnswered(BotTurn.from_messages(messages), now)
 
 
@@ -132,7 +137,7 @@ def test_no_input_reprompts_twice_then_hands_over() -> None:
                 flow.handle(PlaybackFinished(c.utterance, now + 1))
                 now += 1
     assert [len(r) for r in reprompts[:2]] == [1, 1] and "您还在吗" in reprompts[0][0].text
-    assert isinstance(reprompts[2][-1], HandOver) and reprompts[2][-1].payload == {"reason": "no_input"}
+    assert isinstance(reprompts[2][-1], HandOver) and reprompts[2][-1].handoff == Handoff(HandoffReason.NO_INPUT)
     assert flow.state is CallState.ON_HOLD
 
 
@@ -141,16 +146,17 @@ def test_no_input_can_end_the_call_instead() -> None:
     flow.hand_over_on_no_input = False
     flow.timing.no_input_reprompts = 0
     [say] = flow.handle(Tick(12.0))
-    assert flow.handle(PlaybackFinished(say.utterance, 14.0)) == [HangUp("no_input")]
+    assert flow.handle(PlaybackFinished(say.utterance, 14.0)) == [HangUp(EndReason.NO_INPUT)]
     assert flow.state is CallState.ENDED
 
 
 def test_handoff_puts_the_call_on_hold_and_the_bot_stops() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("转人工", 0.9, 4.0))
-    handoff = Handoff(HandoffReason.CALLER_REQUEST).to_payload()["handoff"]
-    commands = flow.handle(answered("正在为您转接人工客服。", handoff=handoff))
-    assert isinstance(commands[0], Say) and commands[1] == HandOver(handoff)
+    commands = flow.handle(
+        answered("正在为您转接人工客服。", handoff=Handoff(HandoffReason.CALLER_REQUEST).to_payload()["handoff"])
+    )
+    assert isinstance(commands[0], Say) and commands[1] == HandOver(Handoff(HandoffReason.CALLER_REQUEST, "general"))
     assert flow.state is CallState.ON_HOLD
     assert flow.handle(UtteranceRecognised("喂？", 0.9, 6.0)) == []
     assert flow.handle(Tick(60.0)) == []
@@ -160,22 +166,22 @@ def test_goodbye_hangs_up_after_the_last_words() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("没有了再见", 0.9, 4.0))
     [say] = flow.handle(answered("感谢您的来电，再见。", hangup={"reason": "caller_done"}))
-    assert flow.handle(PlaybackFinished(say.utterance, 6.0)) == [HangUp("caller_done")]
+    assert flow.handle(PlaybackFinished(say.utterance, 6.0)) == [HangUp(EndReason.COMPLETED, "caller_done")]
     assert flow.handle(UtteranceRecognised("喂", 0.9, 7.0)) == []
 
 
 def test_dialogue_failure_apologises_and_hands_over() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("查养老金", 0.9, 4.0))
-    [say, hand_over] = flow.handle(DialogueFailed("timeout", 5.0))
-    assert "抱歉" in say.text and hand_over == HandOver({"reason": "dialogue_unavailable"})
+    [say, hand_over] = flow.handle(EngineFailed(Part.DIALOGUE, "timeout", 5.0))
+    assert "抱歉" in say.text and hand_over == HandOver(Handoff(HandoffReason.DIALOGUE_UNAVAILABLE))
 
 
 def test_the_call_ends_after_the_maximum_length() -> None:
     flow = greeted()
     flow.timing.max_call_s = 60
     [say] = flow.handle(Tick(61.0))
-    assert flow.handle(PlaybackFinished(say.utterance, 65.0)) == [HangUp("max_call_length")]
+    assert flow.handle(PlaybackFinished(say.utterance, 65.0)) == [HangUp(EndReason.MAX_CALL_LENGTH)]
 
 
 def test_nothing_happens_after_the_caller_hangs_up() -> None:
@@ -231,8 +237,11 @@ def test_digits_are_expected_while_the_dialogue_collects_them() -> None:
     flow = greeted()
     assert not flow.expects_digits
     flow.handle(UtteranceRecognised("我要挂失", 0.9, 4.0))
-    collect = {"slot": "id_number", "max_digits": 18, "star_means": "X"}
-    flow.handle(answered("请说出或按键输入身份证号。", collect_digits=collect))
+    flow.handle(
+        answered(
+            "请说出或按键输入身份证号。", collect_digits={"slot": "id_number", "max_digits": 18, "star_means": "X"}
+        )
+    )
     assert flow.expects_digits
 
 
@@ -263,3 +272,29 @@ def test_a_later_interruption_is_a_new_turn() -> None:
     flow.handle(answered("很长的一段回答。", now=4.5))
     flow.handle(SpeechOnset(7.0))  # well into the answer: the caller reacts to it
     assert flow.handle(UtteranceRecognised("我要转人工", 0.9, 8.0)) == [StopSpeaking(), AskDialogue("我要转人工")]
+
+
+def test_a_failed_answer_is_apologised_for_once_and_handed_over() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查养老金", 0.9, 4.0))
+    [say] = flow.handle(answered("您的养老金已经到账。", now=5.0))
+    [sorry, hand_over] = flow.handle(PlaybackFailed(say.utterance, "TtsError", 5.1))
+    assert "抱歉" in sorry.text and not sorry.interruptible
+    assert hand_over == HandOver(Handoff(HandoffReason.SYNTHESISER_UNAVAILABLE))
+    assert flow.state is CallState.ON_HOLD
+    assert flow.handle(EngineFailed(Part.STORE, "down", 5.2)) == []  # once is enough
+    assert flow.handle(Tick(100.0)) == [] and flow.handle(Tick(1000.0)) == []  # no reprompt, no time limit on hold
+
+
+def test_a_person_takes_over_the_bot_goes_quiet_and_resumes_when_given_the_call_back() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查养老金", 0.9, 4.0))
+    flow.handle(answered("请说出您的身份证号。", now=5.0))
+    assert flow.handle(PersonTookOver(5.5)) == [StopSpeaking()]
+    assert flow.state is CallState.WITH_PERSON
+    assert flow.handle(UtteranceRecognised("你好", 0.9, 6.0)) == []  # the person answers now
+    assert flow.handle(KeyPressed("0", 6.5)) == [] and flow.handle(Tick(60.0)) == []
+    [welcome] = flow.handle(BotResumed(61.0))
+    assert welcome.text == Prompts().welcome_back and flow.state is CallState.SPEAKING
+    flow.handle(PlaybackFinished(welcome.utterance, 63.0))
+    assert flow.handle(UtteranceRecognised("我还想问失业金", 0.9, 65.0)) == [AskDialogue("我还想问失业金")]

@@ -1,4 +1,4 @@
-"""Child processes the hotline runs: a local Redis, the Rasa server, the action server.
+"""Child processes the hotline runs: a local Redis, the Rasa server, the action server, the voice gateway.
 
 `Stack` starts them in order, waits until each answers, and stops them in reverse order. `hotline up` and
 the test suite use the same code, so what the tests run is what an operator runs.
@@ -169,7 +169,7 @@ def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port:
             "run",
             "--enable-api",
             "-i",
-            os.environ.get("HOTLINE_RASA_HOST", "127.0.0.1"),
+            settings.rasa_host,
             "-p",
             str(port),
             "--model",
@@ -227,11 +227,12 @@ class Stack:
     rasa_port: int = 5005
     actions_port: int = 5055
     gateway_port: int | None = None  # None: no voice gateway (text-only dialogue stack)
-    gateway_token: str = field(
-        default_factory=lambda: os.environ.get("HOTLINE_GATEWAY_TOKEN") or secrets.token_urlsafe(16)
-    )
+    gateway_token: str = ""  # "": the settings' token, or a new random one
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
+
+    def __post_init__(self) -> None:
+        self.gateway_token = self.gateway_token or self.settings.gateway.token or secrets.token_urlsafe(16)
 
     def start(self, model: Path, on_start: Callable[[str], None] = lambda _: None) -> None:
         """Start everything; on failure stop what was started and raise."""
@@ -259,7 +260,7 @@ class Stack:
             }
             if self.gateway_port is not None:
                 runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
-                sip_port = int(os.environ.get("HOTLINE_SIP_PORT", "5060"))
+                sip_port = self.settings.gateway.sip_port
                 if sip_port:
                     runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"
             self.runtime_file.write_text(json.dumps(runtime))
