@@ -278,6 +278,37 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from voice_gateway.console.audit import AuditAction, AuditLog
+    from voice_gateway.console.store import UserError, UserStore, database_url, open_database
+
+    engine = open_database(database_url(args.settings))
+    users, audit = UserStore(engine), AuditLog(engine)
+    try:
+        if args.users_command == "add":
+            if not args.password_stdin:
+                say("give the password on standard input with --password-stdin (it never goes on a command line)")
+                return 2
+            password = sys.stdin.readline().rstrip("\r\n")
+            user = users.add(args.name, args.role, password, args.skills)
+            audit.record("cli", AuditAction.USER_ADD, None, f"{user.name} {user.role} {args.skills}".strip())
+            say(f"added {user.name} ({user.role})")
+        elif args.users_command == "disable":
+            users.disable(args.name)
+            audit.record("cli", AuditAction.USER_DISABLE, None, args.name)
+            say(f"disabled {args.name}: their sessions stop working at their next request")
+        else:
+            for u in users.list():
+                state = "disabled" if u.disabled else "active"
+                print(f"{u.name}\t{u.role}\t{','.join(u.skills)}\t{state}\t{u.created_at:%Y-%m-%d %H:%M:%S}Z")
+    except UserError as exc:
+        say(str(exc))
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -349,6 +380,18 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="create and seed the business database")
     db.add_argument("--demo", action="store_true", help="list the demo callers and their service passwords")
     db.set_defaults(func=cmd_db)
+
+    users = sub.add_parser("users", help="the consoles' users: add, list, disable")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="add a user; the password is read from standard input")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("agent", "supervisor", "trainer", "admin"))
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--skills", default="", help="queues an agent takes calls from, e.g. card,general")
+    users_sub.add_parser("list", help="every user: name, role, skills, state, created (UTC)")
+    disable = users_sub.add_parser("disable", help="disable a user; their sessions stop working")
+    disable.add_argument("name")
+    users.set_defaults(func=cmd_users)
     return parser
 
 

@@ -45,6 +45,13 @@ class GatewaySettings:
     sip: dict[str, str] = field(default_factory=dict)  # the HOTLINE_SIP_* variables, parsed by SipSettings
     webrtc_timeout_s: float = 15.0
     webrtc_addresses: str = ""  # comma-separated host candidates; "": follow the listening address
+    # the consoles (voice_gateway/console/): their own HTTP port; 0 takes a free one (tests)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8081
+    console_db_url: str = ""  # users and the audit log; "": sqlite:///<var_dir>/console.sqlite3
+    console_secret: str = ""  # signs sessions and CSRF tokens; "": one made once, kept in var/run/console-secret
+    console_session_max_age_s: int = 12 * 3600  # a sign-in lasts one shift, counted from the sign-in
+    console_https_only: bool = False  # cookies with Secure: set when a TLS proxy serves the consoles
 
 
 @dataclass
@@ -91,6 +98,12 @@ class Settings:
             sip={k: v for k, v in env.items() if k.startswith("HOTLINE_SIP_")},
             webrtc_timeout_s=float(get("HOTLINE_WEBRTC_TIMEOUT_S", "15")),
             webrtc_addresses=get("HOTLINE_WEBRTC_ADDRESSES", ""),
+            console_host=get("HOTLINE_CONSOLE_HOST", "127.0.0.1"),
+            console_port=int(get("HOTLINE_CONSOLE_PORT", "8081")),
+            console_db_url=get("HOTLINE_CONSOLE_DB_URL", ""),
+            console_secret=get("HOTLINE_CONSOLE_SECRET", ""),
+            console_session_max_age_s=int(get("HOTLINE_CONSOLE_SESSION_MAX_AGE_S", str(12 * 3600))),
+            console_https_only=get("HOTLINE_CONSOLE_HTTPS_ONLY", "") == "1",
         )
         return cls(
             root=root,
