@@ -72,6 +72,8 @@ _UNIT_AFTER = re.compile(r"\s?[年月日号元块岁个次天万千百位分秒%
 _FILLER_ONLY = re.compile(r"[\s,，。.！!？?嗯呃啊额哦是就我的吧呢]*")
 # characters between a cue and its number, in the same sentence: 身份证号是110105，出生年月是19680512
 _CUE_WINDOW = 24
+_STARS_AFTER = re.compile(r"[-－]?\*")
+_NUMBER_OR_MASK = re.compile(f"[+＋(（]?[{_DIGIT_CLASS}*Xx]+(?:{_SEP}[{_DIGIT_CLASS}*Xx]+)*")
 _LONGEST = 23  # digits in the longest number with a shape: 0086 and a 19-digit card
 _MIN_AFTER_CUE = {"password": 4, "id": 6, "card": 6, "phone": 7, "reference": 99}
 
@@ -190,7 +192,9 @@ def _masked(kind: str, digits: str) -> str:
 
 def _cue_before(text: str, start: int, window: int) -> str | None:
     """The kind of the last cue shortly before `start` in the same sentence, if any."""
-    before = _SENTENCE_END.split(text[max(0, start - window) : start])[-1]
+    # numbers and masks count as one character each (a 。 between digit groups is no sentence end): masking
+    # earlier numbers moves no cue in or out of the window
+    before = _SENTENCE_END.split(_NUMBER_OR_MASK.sub("0", text[max(0, start - 16 * window) : start]))[-1][-window:]
     cues = list(_CUE.finditer(before))
     return _CUE_KIND[cues[-1].group()] if cues else None
 
@@ -198,7 +202,12 @@ def _cue_before(text: str, start: int, window: int) -> str | None:
 def _span(text: str, tokens: list[_Token], whole: list[_Token]) -> tuple[int, int]:
     """Where the masked tokens sit in `text`; a leading + or ( of the whole number goes with them."""
     start, end = tokens[0].start, tokens[-1].end
-    if tokens[0] is whole[0] and start > 0 and text[start - 1] in "+＋(（":
+    if (
+        tokens[0] is whole[0]
+        and start > 0
+        and text[start - 1] in "+＋(（"
+        and text[start - 2 : start - 1] not in DIGIT_CHARS
+    ):
         start -= 1
     return start, end
 
@@ -208,14 +217,15 @@ def _replacements(text: str, *, partial: bool) -> list[tuple[int, int, str]]:
     for number in _numbers(text):
         if _calendar(number) or _amount(text, number):
             continue
-        done = [False] * len(number)
+        # what a mask left in view (110105********1230, 0592-***4567) stays as it is and joins no other group
+        done = [_mask_remnant(text, t) for t in number]
         # 1. the longest run of whole groups that is an ID, a phone or a card, from left to right
         i = 0
         while i < len(number):
             best, digits = None, ""
-            for j in range(i, len(number)):
+            for j in range(i if not done[i] else len(number), len(number)):
                 digits += number[j].digits
-                if len(digits) > _LONGEST:
+                if len(digits) > _LONGEST or (j > i and done[j]):
                     break
                 kind = _classify(digits)
                 if kind and not (kind == "card" and _calendar(number[i : j + 1])):
@@ -244,6 +254,13 @@ def _replacements(text: str, *, partial: bool) -> list[tuple[int, int, str]]:
     return out
 
 
+def _mask_remnant(text: str, token: _Token) -> bool:
+    """The region, area code or last digits a mask keeps: at most 6 digits right next to its stars."""
+    return len(token.digits) <= 6 and (
+        text[token.start - 1 : token.start] == "*" or bool(_STARS_AFTER.match(text, token.end))
+    )
+
+
 def _judge(text: str, rest: list[_Token], number: list[_Token], *, partial: bool) -> tuple[int, int, str] | None:
     """Mask for a number (or what is left of one) that is no ID, phone or card by its shape alone."""
     digits = "".join(t.digits for t in rest)
@@ -251,7 +268,7 @@ def _judge(text: str, rest: list[_Token], number: list[_Token], *, partial: bool
     if _calendar(rest):
         return None
     if len(digits) >= 15:  # misheard IDs, cards read oddly: whatever it is
-        return start, end, _masked("long", digits.replace("X", ""))
+        return start, end, _masked("long", digits)  # an X kept in place: the digits after it never join the tail
     if len(digits) >= 12:
         mobile = _MOBILE.search(digits)
         if mobile:  # a mobile number with a digit too many around it

@@ -46,7 +46,7 @@ def json_object(raw: str) -> dict[str, Any]:
     """A text message that must be one JSON object, or the protocol error the peer is closed with."""
     try:
         message = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, 4300+ digit integers, [[[[... nested too deep
         raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
     if not isinstance(message, dict):
         raise ProtocolViolation(CloseCode.INVALID_DATA, "a JSON object was expected")

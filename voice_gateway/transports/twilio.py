@@ -61,11 +61,23 @@ def _parse(raw: str | bytes) -> dict[str, Any]:
         raise ProtocolViolation(CloseCode.UNSUPPORTED, "binary frames are not part of Twilio Media Streams")
     try:
         message = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, 4300+ digit integers, [[[[... nested too deep
         raise ProtocolViolation(CloseCode.INVALID_DATA, "malformed JSON") from None
     if not isinstance(message, dict) or not isinstance(message.get("event"), str):
         raise ProtocolViolation(CloseCode.INVALID_DATA, "a message needs an 'event' field")
     return message
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A field that must be a JSON object; anything else counts as missing."""
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):  # [8000], "8k", 1e999
+        return 0
 
 
 def _decode_media(message: dict[str, Any]) -> bytes:
@@ -87,13 +99,14 @@ async def handle(ws: ServerConnection, switchboard: Switchboard) -> None:
                 continue
             if event != "start":
                 raise ProtocolViolation(CloseCode.PROTOCOL, f"'{event}' before 'start'")
-            fmt = (message.get("start") or {}).get("mediaFormat") or {}
-            if fmt.get("encoding") != "audio/x-mulaw" or int(fmt.get("sampleRate") or 0) != 8000:
+            start = _object(message.get("start"))
+            fmt = _object(start.get("mediaFormat"))
+            if fmt.get("encoding") != "audio/x-mulaw" or _number(fmt.get("sampleRate")) != 8000:
                 raise ProtocolViolation(
-                    CloseCode.UNSUPPORTED, f"unsupported media format {fmt}: audio/x-mulaw 8000 only"
+                    CloseCode.UNSUPPORTED, f"unsupported media format {str(fmt)[:200]}: audio/x-mulaw 8000 only"
                 )
-            stream.stream_sid = str(message.get("streamSid") or message["start"].get("streamSid") or "")
-            return str(message["start"].get("callSid") or stream.stream_sid)
+            stream.stream_sid = str(message.get("streamSid") or start.get("streamSid") or "")
+            return str(start.get("callSid") or stream.stream_sid)
         raise ConnectionClosed(None, None)
 
     async def pump(call: Call) -> None:
@@ -103,7 +116,7 @@ async def handle(ws: ServerConnection, switchboard: Switchboard) -> None:
                 case "media":
                     call.audio(_decode_media(message))
                 case "dtmf":
-                    call.key(str((message.get("dtmf") or {}).get("digit", ""))[:1])
+                    call.key(str(_object(message.get("dtmf")).get("digit", ""))[:1])
                 case "mark" | "connected":
                     pass
                 case "stop":

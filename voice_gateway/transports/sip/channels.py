@@ -59,7 +59,10 @@ async def read_tcp_message(reader: asyncio.StreamReader) -> bytes | None:
     """One message from a TCP stream, framed by Content-Length; None at the end of the stream."""
     head = b""
     while not head.endswith(b"\r\n\r\n"):
-        line = await reader.readline()
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line longer than the reader's limit (64 KiB): asyncio's LimitOverrunError
+            raise BadRequest("Headers too long") from None
         if not line:
             return None
         if head == b"" and line in (b"\r\n", b"\n"):

@@ -18,6 +18,8 @@ SERVER = "hotline-gateway"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 KNOWN_METHODS = {*ALLOW.split(", "), "REFER", "REGISTER", "SUBSCRIBE", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_VIAS = 20  # Via lines echoed in a bare 400 (one each of From, To, Call-ID, CSeq)
+MAX_VIAS_IN = 71  # Max-Forwards starts at 70: a request through more proxies than that is not real
 
 
 class BadRequest(ValueError):
@@ -57,6 +59,8 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     for name in _REQUIRED:
         if not message.get_header(name):
             raise BadRequest(f"Missing {name} header")
+    if len(message.headers.get("via")) > MAX_VIAS_IN:
+        raise BadRequest("Too many Via headers")  # each would be echoed on a line of its own in our answer
     if not re.match(r"^sips?:|^tel:", message.uri, re.IGNORECASE):
         raise BadRequest("Request-URI must be a sip: URI")
     cseq = _CSEQ.match(message.get_header("CSeq") or "")
@@ -78,7 +82,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         raise BadRequest("Malformed From or To URI")
     length = message.get_header("Content-Length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,10}", length.strip()):  # not isdigit(): "²" is a digit to it, not to int()
             raise BadRequest("Malformed Content-Length")
         if int(length) > len(body):
             raise BadRequest("Content-Length exceeds the body")
@@ -101,10 +105,13 @@ def bare_response(data: bytes, status: int, reason: str) -> bytes | None:
     names = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To"}
     names |= {"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
     out = [f"SIP/2.0 {status} {ascii_text(reason)}"]
+    echoed: dict[str, int] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if sep and name.strip().lower() in names:
-            out.append(f"{names[name.strip().lower()]}: {ascii_text(value.strip(), 300)}")
+        header = names.get(name.strip().lower()) if sep else None
+        if header and echoed.get(header, 0) < (MAX_VIAS if header == "Via" else 1):  # a flood of headers: not back
+            echoed[header] = echoed.get(header, 0) + 1
+            out.append(f"{header}: {ascii_text(value.strip(), 300)}")
     if not any(line.startswith("Via:") for line in out):
         return None  # nowhere to route an answer
     out += [f"Server: {SERVER}", "Content-Length: 0"]

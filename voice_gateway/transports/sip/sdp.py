@@ -40,6 +40,8 @@ def negotiate(body: str) -> MediaOffer:
         raise SdpError("SDP must start with v=0")
     if any(len(line) < 2 or line[1] != "=" for line in lines):
         raise SdpError("SDP lines must look like x=value")
+    if any(line.startswith("m=") and len(line[2:].split()) < 4 for line in lines):
+        raise SdpError("m= lines must be <media> <port> <proto> <formats>")  # each is answered, even refused
     try:
         sdp = parse_sdp(body)
     except (ValueError, IndexError) as exc:
