@@ -174,11 +174,13 @@ def _bearer(headers: Headers) -> str:
 def load_speech(config: GatewaySettings) -> SpeechEngines:
     """Load the speech models once per process, warm them up, and render the prompts a broken synthesiser needs."""
     from voice_gateway.asr import make_recognizer
-    from voice_gateway.tts import EspeakSynthesizer
+    from voice_gateway.neural_tts import make_synthesizer
     from voice_gateway.vad import Endpointer, WebRtcVad
 
     recognizer = make_recognizer(config.asr_engine)
-    synthesizer = EspeakSynthesizer()
+    synthesizer = make_synthesizer(config)  # HOTLINE_TTS: the neural voice where installed, else espeak-ng
+    rendered = synthesizer.render_ahead((8000, 16000))  # fixed prompts: once per voice, then from the store
+    log.info("voice %s: %d fixed sentences, %d rendered now", synthesizer.voice_id, len(synthesizer.fixed), rendered)
     prompts = Prompts()
     speech = synthesizer.synthesize(prompts.still_there + prompts.dialogue_down, 16000)  # real speech warms best
     recognizer.warm_up(speech=speech, count=config.asr_warm)

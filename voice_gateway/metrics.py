@@ -28,6 +28,12 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
 
+TTS_FALLBACKS = Counter(
+    "hotline_tts_fallbacks_total",
+    "Sentences the neural voice could not speak in time (worker down, error, timeout): espeak-ng spoke them",
+    ["reason"],
+)
+
 
 async def watch_event_loop(period_s: float = 0.1) -> None:
     """Measure event-loop lag for as long as the gateway runs."""
