@@ -49,8 +49,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Iterator[Sta
     settings = replace(Settings.from_env(), redis_url=None, db_url=f"sqlite:///{tmp / 'business.sqlite3'}")
     running = Stack(settings, rasa_port=free_port(), actions_port=free_port())
     running.start(model)
+    os.environ["RASA_TOKEN"] = running.rasa_token  # gateways started by tests use Rasa's HTTP API with it
     yield running
     running.stop()
+    os.environ.pop("RASA_TOKEN", None)
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Caller:
 
 @pytest.fixture
 async def caller(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
-    async with RasaClient(stack.rasa_url, timeout=30) as client:
+    async with RasaClient(stack.rasa_url, timeout=30, token=stack.rasa_token) as client:
         yield Caller(client, f"test-{request.node.name}"[:80], stack.redis_url)
 
 

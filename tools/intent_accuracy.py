@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 import urllib.request
 
 from voice_gateway.asr import make_recognizer
@@ -23,9 +24,10 @@ from voice_gateway.testing.ws_caller import read_wav
 AUDIO = PROJECT_ROOT / "tests" / "audio"
 
 
-def parse(rasa_url: str, text: str) -> str:
+def parse(rasa_url: str, text: str, token: str = "") -> str:
+    query = "?" + urllib.parse.urlencode({"token": token}) if token else ""  # Rasa's HTTP API needs the token
     request = urllib.request.Request(
-        f"{rasa_url}/model/parse", json.dumps({"text": text}).encode(), {"Content-Type": "application/json"}
+        f"{rasa_url}/model/parse{query}", json.dumps({"text": text}).encode(), {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["intent"]["name"]
@@ -50,7 +52,7 @@ def main() -> int:
             utterance.accept(frame)
         text = utterance.finish().text
         utterance.close()
-        intent = parse(runtime["rasa_url"], text)
+        intent = parse(runtime["rasa_url"], text, runtime.get("rasa_token", ""))
         if intent == entry["intent"]:
             right += 1
         else:

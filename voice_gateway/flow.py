@@ -376,6 +376,10 @@ class CallFlow:
     def _key(self, key: str, now: float) -> list[Command]:
         if self.state in (CallState.ON_HOLD, CallState.THINKING, CallState.WITH_PERSON) or key not in "0123456789*#":
             return []
+        if key == "#" and not self._digits:
+            # a lone #, often the end of an entry already sent at its full length: the next question (a password,
+            # to be sent as a secret) must keep its prompt and its collection
+            return []
         commands: list[Command] = []
         if self.state is CallState.SPEAKING and all(self._playing.values()):
             self._playing.clear()  # a key press stops the prompt, like speech does

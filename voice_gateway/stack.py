@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotline_domain.keys import ensure_key_file
 from voice_gateway.config import Settings
 from voice_gateway.rasa_env import RasaEnv
 
@@ -148,7 +150,10 @@ def redis_process(settings: Settings, port: int | None = None) -> tuple[ManagedP
 
 
 def action_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int) -> ManagedProcess:
+    """The action server, on `settings.actions_host` (127.0.0.1: only Rasa calls it; it can change business data)."""
     env = rasa.environ(redis_url)
+    if not env.get("HOTLINE_IDENTITY_KEY_FILE"):  # seals the caller's ID in the tracker (actions/caller_id.py)
+        env["HOTLINE_IDENTITY_KEY_FILE"] = str(ensure_key_file(settings.var_dir / "keys" / "identity.key"))
     return ManagedProcess(
         name="actions",
         args=[rasa.rasa, "run", "actions", "--actions", "actions", "-p", str(port)],
@@ -160,7 +165,10 @@ def action_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, por
     )
 
 
-def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int, model: Path) -> ManagedProcess:
+def rasa_server_process(
+    settings: Settings, rasa: RasaEnv, redis_url: str, port: int, model: Path, token: str
+) -> ManagedProcess:
+    """The Rasa server: its HTTP API (tracker, parse, model) needs `?token=`; the REST channel is Rasa's own."""
     env = rasa.environ(redis_url)
     return ManagedProcess(
         name="rasa",
@@ -168,6 +176,8 @@ def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port:
             rasa.rasa,
             "run",
             "--enable-api",
+            "--auth-token",
+            token,
             "-i",
             settings.rasa_host,
             "-p",
@@ -179,7 +189,7 @@ def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port:
             "--credentials",
             "credentials.yml",
         ],
-        ready=lambda: _rasa_model_loaded(port),
+        ready=lambda: _rasa_model_loaded(port, token),
         log_path=settings.var_dir / "log" / "rasa.log",
         cwd=settings.dialogue_dir,
         env=env,
@@ -188,15 +198,18 @@ def rasa_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port:
     )
 
 
-def _rasa_model_loaded(port: int) -> bool:
+def _rasa_model_loaded(port: int, token: str) -> bool:
+    query = urllib.parse.urlencode({"token": token})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status?{query}", timeout=1) as response:
             return b'"model_file"' in response.read() and response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def gateway_process(settings: Settings, redis_url: str, rasa_url: str, port: int, token: str) -> ManagedProcess:
+def gateway_process(
+    settings: Settings, redis_url: str, rasa_url: str, port: int, token: str, rasa_token: str | None = None
+) -> ManagedProcess:
     """The voice gateway (this environment's Python), after Rasa: it warms up its speech models before serving."""
     env = dict(os.environ)
     env.update(
@@ -205,8 +218,12 @@ def gateway_process(settings: Settings, redis_url: str, rasa_url: str, port: int
             "RASA_URL": rasa_url,
             "HOTLINE_GATEWAY_PORT": str(port),
             "HOTLINE_GATEWAY_TOKEN": token,
+            "RASA_TOKEN": rasa_token or settings.rasa_token or "",
         }
     )
+    if not (settings.gateway.recording_key_file or settings.gateway.recording_key_url):
+        key = ensure_key_file(settings.var_dir / "keys" / "recording.key")  # recordings are encrypted with it
+        env["HOTLINE_RECORDING_KEY_FILE"] = str(key)
     return ManagedProcess(
         name="gateway",
         args=[sys.executable, "-m", "voice_gateway.app"],
@@ -228,11 +245,13 @@ class Stack:
     actions_port: int = 5055
     gateway_port: int | None = None  # None: no voice gateway (text-only dialogue stack)
     gateway_token: str = ""  # "": the settings' token, or a new random one
+    rasa_token: str = ""  # Rasa's HTTP API token: "", the settings' (RASA_TOKEN), or a new random one
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
 
     def __post_init__(self) -> None:
         self.gateway_token = self.gateway_token or self.settings.gateway.token or secrets.token_urlsafe(16)
+        self.rasa_token = self.rasa_token or self.settings.rasa_token or secrets.token_urlsafe(16)
 
     def start(self, model: Path, on_start: Callable[[str], None] = lambda _: None) -> None:
         """Start everything; on failure stop what was started and raise."""
@@ -245,16 +264,20 @@ class Stack:
                 self._start(redis, on_start)
             self.settings.action_server_url = f"http://127.0.0.1:{self.actions_port}/webhook"
             self._start(action_server_process(self.settings, rasa, self.redis_url, self.actions_port), on_start)
-            self._start(rasa_server_process(self.settings, rasa, self.redis_url, self.rasa_port, model), on_start)
+            rasa_server = rasa_server_process(
+                self.settings, rasa, self.redis_url, self.rasa_port, model, self.rasa_token
+            )
+            self._start(rasa_server, on_start)
             if self.gateway_port is not None:
                 gateway = gateway_process(
-                    self.settings, self.redis_url, self.rasa_url, self.gateway_port, self.gateway_token
+                    self.settings, self.redis_url, self.rasa_url, self.gateway_port, self.gateway_token, self.rasa_token
                 )
                 self._start(gateway, on_start)
             self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
             runtime = {
                 "redis_url": self.redis_url,
                 "rasa_url": self.rasa_url,
+                "rasa_token": self.rasa_token,  # for `hotline chat` and `hotline nlu parse`
                 "pid": os.getpid(),
                 "pids": {p.name: p.proc.pid for p in self.processes if p.proc is not None},  # for `hotline bench`
             }
@@ -263,8 +286,10 @@ class Stack:
                 sip_port = self.settings.gateway.sip_port
                 if sip_port:
                     runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"
-            self.runtime_file.write_text(json.dumps(runtime))
-            self.runtime_file.chmod(0o600)  # it holds the gateway token
+            fd = os.open(self.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the tokens
+            with os.fdopen(fd, "w") as runtime_out:
+                runtime_out.write(json.dumps(runtime))
+            self.runtime_file.chmod(0o600)  # also when it was there before
         except BaseException:
             self.stop()
             raise

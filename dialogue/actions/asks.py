@@ -12,6 +12,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.caller_id import caller_id
 from actions.common import business_db
 from hotline_domain.business import BackendError
 from hotline_domain.contract import CollectDigits
@@ -54,7 +55,7 @@ def ask(dispatcher: CollectingDispatcher, tracker: Tracker, slot: str) -> None:
 def _confirm_question(tracker: Tracker) -> str | None:
     """Read back only the last four digits of the card that is about to be frozen."""
     try:
-        card = business_db().active_card(tracker.get_slot("id_number") or "")
+        card = business_db().active_card(caller_id(tracker) or "")
     except BackendError:
         return None
     if card is None:

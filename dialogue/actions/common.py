@@ -47,7 +47,7 @@ SERVICE_NAMES = {
 SERVICES = tuple(SERVICE_NAMES)  # intents that need identity verification
 
 # slots whose values are never sent out unmasked
-_SECRET_SLOTS = {"service_password"}
+_SECRET_SLOTS = {"service_password", "id_ref"}  # id_ref: the sealed ID (caller_id.py)
 _MASKERS = {"id_number": mask_id, "phone": mask_phone}
 
 

@@ -16,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import prompts
+from actions.caller_id import caller_id, verified_id_slots
 from actions.common import SERVICES, business_db, keyed_digits, latest_intent, log, yes_no_answer
 from hotline_domain.business import BackendError
 from hotline_domain.identity import IdNumber, IdNumberError
@@ -59,7 +60,7 @@ class ValidateIdentityForm(FormValidationAction):
         if tracker.get_slot("identity_failed"):
             return []
         slots = ["id_number", "service_password"]
-        if tracker.get_slot("verified") and _is_elder(tracker.get_slot("id_number")):
+        if tracker.get_slot("verified") and _is_elder(caller_id(tracker)):
             slots.append("elder_offer")
         if tracker.get_slot("elder_offer"):
             return slots  # the caller takes the human agent: nothing more to ask
@@ -119,12 +120,12 @@ class ValidateIdentityForm(FormValidationAction):
         if person is None:
             return self._failure(dispatcher, tracker, "没有查到这个身份证号的参保信息。", "id_number")
         dispatcher.utter_message(text=f"好的，身份证尾号{id_number.tail}。")
-        return {"id_number": id_number.value}
+        return verified_id_slots(id_number.value, tracker)  # masked, and sealed for the actions (caller_id.py)
 
     def validate_service_password(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        id_number = tracker.get_slot("id_number")
+        id_number = caller_id(tracker)
         if not value or not id_number:
             return {"service_password": None}
         password = str(value)

@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import prompts
+from actions.caller_id import caller_id
 from actions.common import anything_else, business_db, handoff
 from hotline_domain.business import BackendError, BusinessDb
 from hotline_domain.card_rules import loss_rule
@@ -141,7 +142,10 @@ class ActionRunService(Action):
             return handoff(dispatcher, tracker, "verification_failed")
         if tracker.get_slot("elder_offer"):
             return [*handoff(dispatcher, tracker, "elderly_caller"), SlotSet("elder_offer", False)]
-        id_number = tracker.get_slot("id_number")
+        id_number = caller_id(tracker)
+        if id_number is None and (service == "card_loss_report" or service in QUERIES):
+            # the sealed reference expired or its key changed (actions/caller_id.py): a person verifies again
+            return [*handoff(dispatcher, tracker, "verification_failed"), SlotSet("verified", False)]
         try:
             if service == "card_loss_report":
                 events = self._card_loss(dispatcher, tracker, id_number)

@@ -109,6 +109,20 @@ def test_id_number_with_star_for_x_and_hash_to_finish() -> None:
     assert commands[-1] == [SendKeys("11010519491231002X", secret=False)]
 
 
+def test_the_hash_after_a_full_id_number_leaves_the_password_a_secret() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))
+    flow.handle(answered("请输入身份证号。", collect_digits={"slot": "id_number", "max_digits": 18}))
+    sent = [flow.handle(KeyPressed(key, 5.0)) for key in "110105196805121230"][-1]
+    assert sent == [SendKeys("110105196805121230", secret=False)]  # 18 keys: sent before the caller's #
+    collect = {"slot": "service_password", "max_digits": 6, "terminator": "#", "secret": True}
+    flow.handle(answered("请输入六位服务密码。", collect_digits=collect, now=5.1))
+    assert flow.handle(KeyPressed("#", 5.2)) == []  # the # arrives over the password prompt: nothing happens
+    assert flow.state is CallState.SPEAKING and flow.expects_digits
+    sent = [flow.handle(KeyPressed(key, 6.0)) for key in "135790"][-1]
+    assert sent[-1] == SendKeys("135790", secret=True)
+
+
 def test_digits_are_submitted_after_the_inter_digit_timeout() -> None:
     flow = greeted()
     flow.handle(UtteranceRecognised("查缴费", 0.9, 4.0))

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 import redis.asyncio
 
+from hotline_domain.keys import read_key_file
 from tests.voice.conftest import VoiceGateway
 from voice_gateway.audio import rms_dbfs
 from voice_gateway.call_store import EVENTS_PATTERN
 from voice_gateway.config import Settings
+from voice_gateway.recorder import decrypt
 from voice_gateway.stack import Stack, free_port, gateway_process
 from voice_gateway.testing.bench import intent_wavs
 from voice_gateway.testing.ws_caller import SimulatedCaller, Turn
@@ -70,9 +70,11 @@ async def test_a_phone_call_streams_through_vosk_with_partial_results(vosk_gatew
     assert report.greeting_s > 5
     await asyncio.sleep(0.5)
     recording = Path(r.hget(f"hotline:call:{caller.call_id}", "recording").decode())
-    with wave.open(str(recording)) as w:
-        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
-        both = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert recording.name.endswith(".wav.enc") and b"RIFF" not in recording.read_bytes()[:64]  # encrypted at rest
+    key = read_key_file(Path((vosk_gateway.process.env or {})["HOTLINE_RECORDING_KEY_FILE"]))
+    decrypted = decrypt(recording, key)
+    assert decrypted.complete and decrypted.rate == 8000 and decrypted.meta["channels"] == 2
+    both = decrypted.stereo
     assert rms_dbfs(both[:, 0].tobytes()) > -45 and rms_dbfs(both[:, 1].tobytes()) > -45  # caller, agent
 
 
