@@ -47,7 +47,8 @@ class BackendError(RuntimeError):
 
 
 def database_url() -> str:
-    return os.environ.get("HOTLINE_DB_URL") or f"sqlite:///{DEFAULT_DB_PATH}"
+    """The default business database: a SQLite file in var/ (callers pass their configured URL instead)."""
+    return f"sqlite:///{DEFAULT_DB_PATH}"
 
 
 def _b64(raw: bytes) -> str:

@@ -62,7 +62,8 @@ class HandoffReason(_Name):
     DIALOGUE_UNAVAILABLE = "dialogue_unavailable"
     RECOGNISER_UNAVAILABLE = "recogniser_unavailable"
     SYNTHESISER_UNAVAILABLE = "synthesiser_unavailable"
-    STORE_UNAVAILABLE = "store_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"  # Redis: records, queues, keypad secrets
+    SERVICE_CLOSING = "service_closing"  # the gateway is draining and its time limit has passed
 
 
 class HandoffQueue(_Name):

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -27,10 +28,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from voice_gateway import metrics
+from voice_gateway.breaker import GuardedDialogue
 from voice_gateway.call_store import CallStore
 from voice_gateway.calls import Call, Switchboard
 from voice_gateway.config import GatewaySettings, Settings
 from voice_gateway.flow import CallFlow, EndReason, Prompts, Timing
+from voice_gateway.health import Dependency, Health
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
@@ -49,8 +52,16 @@ def twilio_signature(auth_token: str, url: str) -> str:
 class Gateway:
     """One gateway process: the switchboard of its calls, the engines they share, the HTTP and media endpoints."""
 
-    def __init__(self, settings: Settings, speech: SpeechEngines, dialogue: Dialogue, store: CallStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        speech: SpeechEngines,
+        dialogue: Dialogue,
+        store: CallStore,
+        health: Health | None = None,
+    ) -> None:
         self.settings = settings
+        self.health = health or Health([])
         self.config = config = settings.gateway
         self.speech = speech
         self.dialogue = dialogue
@@ -96,15 +107,22 @@ class Gateway:
     # --- HTTP side ---
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        if path == "/healthz":
+        if path == "/healthz":  # alive, and which part is down
             body = {
-                "status": "ok",
+                "status": "draining" if self.switchboard.draining else ("degraded" if self.health.down else "ok"),
                 "calls": len(self.switchboard.calls),
                 "asr": self.speech.recognizer.info.__dict__,
                 "end_silence_ms": self.config.end_silence_ms,
                 "pid": os.getpid(),
+                "tasks": len(asyncio.all_tasks()),
+                "threads": threading.active_count(),
+                "dependencies": self.health.report(),
             }
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
+        if path == "/readyz":  # new calls taken?
+            why = (["draining"] if self.switchboard.draining else []) + [f"{name} down" for name in self.health.down]
+            status = HTTPStatus.SERVICE_UNAVAILABLE if why else HTTPStatus.OK
+            return connection.respond(status, json.dumps({"ready": not why, "why": why}) + "\n")
         if path == "/metrics":
             response = connection.respond(HTTPStatus.OK, prometheus_client.generate_latest().decode())
             del response.headers["Content-Type"]  # Headers is a multidict: setting a name adds a second one
@@ -116,7 +134,8 @@ class Gateway:
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized: open /phone?token=...\n")
             return webrtc.page_response(connection)
         if path not in ("/twilio", "/pcm", "/phone/ws"):
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found: /twilio, /pcm, /phone, /healthz, /metrics\n")
+            known = "/twilio, /pcm, /phone, /healthz, /readyz, /metrics"
+            return connection.respond(HTTPStatus.NOT_FOUND, f"not found: {known}\n")
         return None
 
     def authenticated(self, request: Request) -> bool:
@@ -170,9 +189,18 @@ class Gateway:
                 if sip_server is not None:
                     await sip_server.stop()
 
-    async def serve_forever(self, stop: asyncio.Future) -> None:
-        async with self.serving():
-            await stop
+    async def serve_forever(self, stop: asyncio.Future, drain: asyncio.Future) -> None:
+        """Serve until `stop` (SIGINT: now) or `drain` (SIGTERM: finish the calls first, up to the drain limit)."""
+        self.health.start()
+        try:
+            async with self.serving():
+                await asyncio.wait({stop, drain}, return_when=asyncio.FIRST_COMPLETED)
+                if drain.done() and not stop.done():
+                    draining = asyncio.ensure_future(self.switchboard.drain(self.config.drain_s))
+                    await asyncio.wait({stop, draining}, return_when=asyncio.FIRST_COMPLETED)
+                    draining.cancel()
+        finally:
+            await self.health.stop()
 
 
 def _bearer(headers: Headers) -> str:
@@ -208,14 +236,18 @@ async def main() -> None:
     speech = await asyncio.to_thread(load_speech, settings.gateway)
     redis = Redis.from_url(settings.gateway_redis_url, socket_timeout=2, socket_connect_timeout=2)
     store = CallStore(redis)
-    dialogue = RasaClient(settings.rasa_url, timeout=settings.gateway.rasa_timeout_s, token=settings.rasa_token)
-    gateway = Gateway(settings, speech, dialogue, store)
-    stop = asyncio.get_running_loop().create_future()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    rasa = RasaClient(settings.rasa_url, timeout=settings.gateway.rasa_timeout_s, token=settings.rasa_token)
+    dialogue = GuardedDialogue(rasa)
+    health = Health([Dependency("redis", redis.ping), Dependency("dialogue", rasa.status)])
+    gateway = Gateway(settings, speech, dialogue, store, health)
+    loop = asyncio.get_running_loop()
+    stop, drain = loop.create_future(), loop.create_future()
+    loop.add_signal_handler(signal.SIGINT, lambda: stop.done() or stop.set_result(None))
+    loop.add_signal_handler(signal.SIGTERM, lambda: drain.done() or drain.set_result(None))
     watcher = asyncio.create_task(metrics.watch_event_loop())
-    await gateway.serve_forever(stop)
+    await gateway.serve_forever(stop, drain)
     watcher.cancel()
+    await rasa.close()
 
 
 if __name__ == "__main__":

@@ -188,8 +188,15 @@ class VoskUtterance:
         self._segments: list[dict[str, Any]] = []
         self._finalised = False
         self._result: Transcript | None = None
+        # one Kaldi call at a time: a call hung up mid-utterance closes (and pools) the recognizer from another
+        # thread while accept() may still run; using a pooled recognizer twice at once crashes libvosk
+        self._lock = threading.Lock()
 
     def accept(self, pcm: bytes) -> str | None:
+        with self._lock:
+            return self._accept(pcm)
+
+    def _accept(self, pcm: bytes) -> str | None:
         if self._rec is None or self._finalised:
             raise RuntimeError("utterance already finished")
         if self._rec.AcceptWaveform(pcm):
@@ -200,6 +207,10 @@ class VoskUtterance:
         return normalise(_clean(" ".join([*(s.get("text", "") for s in self._segments), partial])))
 
     def finish(self) -> Transcript:
+        with self._lock:
+            return self._finish()
+
+    def _finish(self) -> Transcript:
         if self._result is not None:
             return self._result
         if self._rec is None:
@@ -213,13 +224,14 @@ class VoskUtterance:
         return self._result
 
     def close(self) -> None:
-        if self._rec is None:
-            return
-        rec, self._rec = self._rec, None
-        if self._pool is not None:
-            if not self._finalised:
-                rec.FinalResult()  # finalise (not Reset()), so that the next user gets a fresh feature pipeline
-            self._pool._give_back(self._rate, rec)
+        with self._lock:
+            if self._rec is None:
+                return
+            rec, self._rec = self._rec, None
+            if self._pool is not None:
+                if not self._finalised:
+                    rec.FinalResult()  # finalise (not Reset()): the next user gets a fresh feature pipeline
+                self._pool._give_back(self._rate, rec)
 
 
 def _clean(text: str) -> str:

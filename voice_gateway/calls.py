@@ -26,6 +26,7 @@ from voice_gateway.bridge import Bridge, Pacing
 from voice_gateway.flow import EndReason
 
 log = logging.getLogger("hotline.calls")
+CLOSE_HOOK_S = 6.0  # the bot's close flushes its record for up to 2 s, then tries the end once more (1 s)
 
 
 class CallerLeg(Protocol):
@@ -90,6 +91,8 @@ class Bot(Protocol):
 
     def resumed(self) -> None: ...
 
+    def closing_down(self) -> None: ...
+
 
 class Call:
     """One caller on one bridge. Transports feed it audio and keys; everything else hangs off its bridge."""
@@ -138,6 +141,13 @@ class Call:
         if self.bot is not None:
             self.bot.resumed()
 
+    def closing_down(self) -> None:
+        """The gateway is going away: back to the bot, which passes the caller on or says goodbye."""
+        if not self.bridge.bot_attached:
+            self.bridge.reattach_bot()
+        if self.bot is not None:
+            self.bot.closing_down()
+
     # --- from the participants ---
     async def hang_up(self, reason: EndReason, detail: str = "") -> None:
         """The call side ends the call: the record says why first, then the wire is told."""
@@ -163,7 +173,8 @@ class Call:
         await self.bridge.close()
         for hook in self.on_close:
             try:
-                await hook(reason, detail)
+                async with asyncio.timeout(CLOSE_HOOK_S):  # a hook stuck on a dependency never keeps a call alive
+                    await hook(reason, detail)
             except Exception:
                 log.exception("call %s: close hook failed", self.call_id)
         self._ended.set()
@@ -256,3 +267,21 @@ class Switchboard:
     async def close_all(self, reason: EndReason) -> None:
         for call in list(self.calls.values()):
             await call.hang_up(reason)
+
+    async def drain(self, limit_s: float, goodbye_s: float = 20.0) -> None:
+        """Take no new calls; let the calls in progress finish for up to `limit_s`; then each hears a goodbye
+        (or is passed to a person where the wire can) within `goodbye_s`; whatever is left is hung up."""
+        self.draining = True
+        log.info("draining: %d calls in progress, up to %g s", len(self.calls), limit_s)
+        await self._until_empty(limit_s)
+        if self.calls:
+            log.info("drain limit reached: %d calls hear the goodbye", len(self.calls))
+            for call in list(self.calls.values()):
+                call.closing_down()
+            await self._until_empty(goodbye_s)
+        await self.close_all(EndReason.GATEWAY_STOPPING)
+
+    async def _until_empty(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while self.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)

@@ -267,6 +267,28 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace, config: object, runtime: dict, url: str, health: dict) -> int:
+    from voice_gateway.testing import soak
+
+    assert isinstance(config, soak.BenchConfig)
+    pid = (runtime.get("pids") or {}).get("gateway")
+    if not pid:
+        say("soak: no gateway pid in the runtime file (start the hotline with ./hotline up)")
+        return 1
+    health_url = runtime["gateway_url"].replace("ws://", "http://", 1) + "/healthz"
+    say(f"soak: {config.calls} calls back to back for {args.soak:g} min against {url}")
+    result = asyncio.run(soak.soak(config, args.soak, int(pid), health_url))
+    result["gateway"] = health
+    out = Path(args.out or args.settings.var_dir / "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{config.label}-{config.calls}calls.json"
+    path.write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    keys = ("calls_placed", "calls_failed", "rss_growth_pct", "fds_growth", "threads_growth", "tasks_growth")
+    print(json.dumps({k: result[k] for k in keys} | {"start": result["start"], "end": result["end"]}, indent=1))
+    say(f"report: {path}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from voice_gateway.testing import bench
 
@@ -289,6 +311,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         label=label,
         end_silence_ms=int(health.get("end_silence_ms") or 600),
     )
+    if args.soak:
+        return _soak(args, config, runtime, url, health)
     say(f"{args.calls} concurrent calls x {args.rounds} rounds against {url} ({label}); takes a few minutes")
     result = asyncio.run(bench.run(config))
     result["gateway"] = health
@@ -449,6 +473,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench.add_argument("--token", help="gateway token (default: the running hotline's)")
     bench.add_argument("--label", help="name for the report (default: engine and endpoint)")
     bench.add_argument("--out", help="folder for the JSON report and PNG chart (default: var/bench)")
+    bench.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="place calls back to back this long; report what the gateway kept"
+    )
     bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="list, install and verify the speech models")

@@ -49,6 +49,7 @@ class GatewaySettings:
     # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
     end_silence_ms: int = 600
     rasa_timeout_s: float = 5.0  # one dialogue turn; slower than this is a failure the caller hears about
+    drain_s: float = 1800.0  # SIGTERM: calls in progress may finish for this long, then hear a goodbye
     log_level: str = "INFO"
     sip_host: str = ""  # "": the gateway's host
     sip_port: int = 5060  # 0: no SIP
@@ -111,6 +112,7 @@ class Settings:
             no_input_s=float(get("HOTLINE_NO_INPUT_S", "8")),
             end_silence_ms=int(get("HOTLINE_END_SILENCE_MS", "600")),
             rasa_timeout_s=float(get("HOTLINE_RASA_TIMEOUT_S", "5")),
+            drain_s=float(get("HOTLINE_DRAIN_S", "1800")),
             log_level=get("HOTLINE_LOG_LEVEL", "INFO"),
             sip_host=get("HOTLINE_SIP_HOST", ""),
             sip_port=int(get("HOTLINE_SIP_PORT", "5060")),

@@ -7,210 +7,76 @@ it, ask the dialogue, hand over, hang up. Time comes in with every event, so tes
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass, field
 
 from hotline_domain.contract import BotTurn, CollectDigits, Handoff, HandoffReason
-
-
-class EndReason(str, enum.Enum):
-    """Why a call ended: what the call's record says, and what a transport tells the far end."""
-
-    CALLER_HUNG_UP = "caller_hung_up"
-    CALLER_CANCELLED = "caller_cancelled"  # gone before the call was answered
-    CONNECTION_LOST = "connection_lost"
-    PROTOCOL_ERROR = "protocol_error"  # the far end broke its wire protocol
-    MEDIA_TIMEOUT = "timeout"  # no media arrived in time
-    INTERNAL_ERROR = "internal_error"
-    GATEWAY_STOPPING = "gateway_stopping"
-    TRANSFERRED = "transferred"  # passed on to a person by the phone network (SIP REFER)
-    COMPLETED = "completed"  # the dialogue said goodbye
-    NO_INPUT = "no_input"
-    MAX_CALL_LENGTH = "max_call_length"
-    AGENT_HUNG_UP = "agent_hung_up"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Part(enum.Enum):
-    """What a call depends on that can fail mid-call."""
-
-    RECOGNISER = "recogniser"
-    SYNTHESISER = "synthesiser"
-    DIALOGUE = "dialogue"
-    STORE = "store"  # Redis: call records, queues, keypad secrets
-
-
-UNAVAILABLE = {  # the handoff reason a person sees when a part failed
-    Part.RECOGNISER: HandoffReason.RECOGNISER_UNAVAILABLE,
-    Part.SYNTHESISER: HandoffReason.SYNTHESISER_UNAVAILABLE,
-    Part.DIALOGUE: HandoffReason.DIALOGUE_UNAVAILABLE,
-    Part.STORE: HandoffReason.STORE_UNAVAILABLE,
-}
-
-
-class CallState(enum.Enum):
-    LISTENING = "listening"  # waiting for the caller
-    THINKING = "thinking"  # the dialogue is working on the caller's turn
-    SPEAKING = "speaking"  # the agent's audio is playing
-    INTERRUPTED = "interrupted"  # the caller spoke over the agent; their turn is being heard
-    COLLECTING_DIGITS = "collecting_digits"  # keypad entry (ID number, password)
-    ON_HOLD = "on_hold"  # handed over, waiting for a person
-    WITH_PERSON = "with_person"  # a person has taken the call; the bot is off the bridge
-    ENDED = "ended"
-
-
-# --- events ---
-@dataclass(frozen=True)
-class CallStarted:
-    now: float
-
-
-@dataclass(frozen=True)
-class SpeechOnset:
-    """The caller has just started making sound (a few voiced frames): could be speech, a 嗯, or a cough."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    """The caller has been speaking long enough to count as a turn (not a click or a short 嗯)."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class UtteranceRecognised:
-    text: str
-    confidence: float
-    now: float
-
-
-@dataclass(frozen=True)
-class KeyPressed:
-    key: str  # 0-9, *, #
-    now: float
-
-
-@dataclass(frozen=True)
-class DialogueAnswered:
-    turn: BotTurn
-    now: float
-
-
-@dataclass(frozen=True)
-class EngineFailed:
-    """A part the bot needs failed (raised, timed out, unreachable): the caller hears an apology, then a person."""
-
-    part: Part
-    detail: str
-    now: float
-
-
-@dataclass(frozen=True)
-class PlaybackFinished:
-    utterance: int  # the id of the Say command whose audio has been played out
-    now: float
-
-
-@dataclass(frozen=True)
-class PlaybackFailed:
-    utterance: int  # the Say command whose audio could not be made
-    detail: str
-    now: float
-
-
-@dataclass(frozen=True)
-class PersonTookOver:
-    """A human agent or a supervisor has the call now: the bot is silent until it is given the call back."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class BotResumed:
-    """The person gave the call back to the bot: it greets the caller again and listens, with its context."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    now: float
-
-
-@dataclass(frozen=True)
-class CallerHungUp:
-    now: float
-
-
-Event = (
-    CallStarted
-    | SpeechOnset
-    | SpeechStarted
-    | UtteranceRecognised
-    | KeyPressed
-    | DialogueAnswered
-    | EngineFailed
-    | PlaybackFinished
-    | PlaybackFailed
-    | PersonTookOver
-    | BotResumed
-    | Tick
-    | CallerHungUp
+from voice_gateway.call_events import (
+    UNAVAILABLE,
+    AskDialogue,
+    BotResumed,
+    CallerHungUp,
+    CallStarted,
+    CallState,
+    Command,
+    DialogueAnswered,
+    EndReason,
+    EngineFailed,
+    Event,
+    HandOver,
+    HangUp,
+    KeyPressed,
+    Part,
+    PauseSpeaking,
+    PersonTookOver,
+    PlaybackFailed,
+    PlaybackFinished,
+    ResumeSpeaking,
+    Say,
+    SendKeys,
+    ServiceClosing,
+    SpeechOnset,
+    SpeechStarted,
+    StopSpeaking,
+    Tick,
+    UtteranceRecognised,
 )
 
-
-# --- commands ---
-@dataclass(frozen=True)
-class Say:
-    text: str
-    utterance: int
-    interruptible: bool = True
-
-
-@dataclass(frozen=True)
-class StopSpeaking:
-    """Drop queued agent audio now (Twilio `clear`)."""
-
-
-@dataclass(frozen=True)
-class PauseSpeaking:
-    """Hold the agent's audio where it is (and drop what the far end buffered): the caller may be taking the turn."""
-
-
-@dataclass(frozen=True)
-class ResumeSpeaking:
-    """Carry on from where the agent was paused: it was only a backchannel or a noise."""
-
-
-@dataclass(frozen=True)
-class AskDialogue:
-    text: str  # what the caller said, or a keypad message
-    replaces_last: bool = False  # the caller had not finished: take back their last turn, then send the whole
-
-
-@dataclass(frozen=True)
-class SendKeys:
-    digits: str
-    secret: bool  # send by one-time reference, never as text
-
-
-@dataclass(frozen=True)
-class HandOver:
-    handoff: Handoff
-
-
-@dataclass(frozen=True)
-class HangUp:
-    reason: EndReason
-    detail: str = ""  # the dialogue's own reason, when it ended the call
-
-
-Command = Say | StopSpeaking | PauseSpeaking | ResumeSpeaking | AskDialogue | SendKeys | HandOver | HangUp
+__all__ = [
+    "BACKCHANNEL",
+    "CONTINUE_S",
+    "UNAVAILABLE",
+    "AskDialogue",
+    "BotResumed",
+    "CallFlow",
+    "CallStarted",
+    "CallState",
+    "CallerHungUp",
+    "Command",
+    "DialogueAnswered",
+    "EndReason",
+    "EngineFailed",
+    "Event",
+    "HandOver",
+    "HangUp",
+    "KeyPressed",
+    "Part",
+    "PauseSpeaking",
+    "PersonTookOver",
+    "PlaybackFailed",
+    "PlaybackFinished",
+    "Prompts",
+    "ResumeSpeaking",
+    "Say",
+    "SendKeys",
+    "ServiceClosing",
+    "SpeechOnset",
+    "SpeechStarted",
+    "StopSpeaking",
+    "Tick",
+    "Timing",
+    "UtteranceRecognised",
+]
 
 CONTINUE_S = 0.8  # the caller who starts speaking this soon after the answer began was still finishing their turn
 BACKCHANNEL = re.compile(r"^(嗯+|啊+|哦+|噢+|对+|是+|好+|好的|行|嗯嗯|对对|是的|OK|ok)[。，！!,.]?$")
@@ -233,6 +99,7 @@ class Prompts:
     dialogue_down: str = "非常抱歉，系统暂时有点问题，为您转接人工客服，请稍候。"
     too_long: str = "通话时间已经很长了，如需继续办理请重新拨打，感谢来电，再见。"
     welcome_back: str = "您好，我是智能客服，请问还有什么可以帮您？"
+    closing: str = "非常抱歉，系统需要维护，本次通话即将结束。请您稍后再拨打12333，再见。"
     transferring: str = "正在为您转接人工客服，请不要挂机。"  # the queue cannot say a position
 
     def canned(self) -> tuple[str, ...]:
@@ -306,6 +173,8 @@ class CallFlow:
                 return self._person_took_over()
             case BotResumed(now):
                 return self._bot_resumed(now)
+            case ServiceClosing(now):
+                return self._closing(now)
             case Tick(now):
                 return self._tick(now)
         return []
@@ -476,6 +345,15 @@ class CallFlow:
         self._asked, self._joining = "", ""
         self.state = CallState.WITH_PERSON
         return stop
+
+    def _closing(self, now: float) -> list[Command]:
+        stop: list[Command] = [StopSpeaking()] if self._playing else []
+        self._playing.clear()
+        self._paused, self._collect, self._digits = False, None, ""
+        self.state = CallState.SPEAKING
+        say = self._say(self.prompts.closing, interruptible=False)
+        self._after_playback = HangUp(EndReason.GATEWAY_STOPPING)
+        return [*stop, say]
 
     def _bot_resumed(self, now: float) -> list[Command]:
         if self.state is not CallState.WITH_PERSON:

@@ -66,6 +66,16 @@ class RasaClient:
         events = [{"event": "rewind"}, {"event": "action", "name": "action_listen"}]
         await self._post(f"/conversations/{sender}/tracker/events", events)
 
+    async def status(self) -> dict[str, Any]:
+        """The server's status (the model it serves); raises DialogueError when it does not answer."""
+        try:
+            async with self._http().get(f"{self.base_url}/status", params=self._params) as response:
+                if response.status != 200:
+                    raise DialogueError(f"/status answered HTTP {response.status}")
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DialogueError(f"cannot reach the dialogue server at {self.base_url}: {type(exc).__name__}") from exc
+
     async def parse(self, text: str) -> dict[str, Any]:
         return await self._post("/model/parse", {"text": text[:MAX_TEXT]})
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hotline_domain.contract import BotTurn, Handoff
+from hotline_domain.contract import BotTurn, Handoff, HandoffReason
 from hotline_domain.keypad import keypad_message, put_secret_digits_async
 from hotline_domain.privacy import redact
 from voice_gateway import metrics
@@ -48,6 +48,7 @@ from voice_gateway.flow import (
     ResumeSpeaking,
     Say,
     SendKeys,
+    ServiceClosing,
     StopSpeaking,
     Tick,
 )
@@ -176,6 +177,15 @@ class BotSession:
         """The call is given back to the bot, with the dialogue's context intact."""
         self._events.put_nowait(BotResumed(time.monotonic()))
 
+    def closing_down(self) -> None:
+        """The gateway is going away: the caller goes to a person if the wire can pass them on, else a goodbye."""
+        self._spawn(self._close_down())
+
+    async def _close_down(self) -> None:
+        if await self.call.transfer(Handoff(HandoffReason.SERVICE_CLOSING)):
+            return
+        self._events.put_nowait(ServiceClosing(time.monotonic()))
+
     async def close(self, reason: EndReason, detail: str = "") -> None:
         """The call is over: stop every task, keep the record (its last write says why)."""
         if self._closed:
@@ -195,8 +205,7 @@ class BotSession:
                         await task
                     except Exception:
                         log.exception("call %s: a task had failed", self.call_id)
-        self.telemetry.write("ended", self.store.ended, self.call_id, reason.value, detail)
-        await self.telemetry.close()
+        await self.telemetry.close(last=(self.store.ended, (self.call_id, reason.value, detail)))
         metrics.ACTIVE_CALLS.dec()
 
     # --- tasks ---

@@ -70,6 +70,7 @@ class ManagedProcess:
     env: dict[str, str] | None = None
     start_timeout: float = 120.0
     port: int | None = None  # refused if something already listens there
+    stop_signal: int = signal.SIGTERM  # the gateway stops at once on SIGINT (SIGTERM drains its calls first)
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -105,7 +106,7 @@ class ManagedProcess:
             return
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, self.stop_signal)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -233,6 +234,7 @@ def gateway_process(
         env=env,
         start_timeout=300,
         port=port,
+        stop_signal=signal.SIGINT,
     )
 
 

@@ -9,7 +9,6 @@ to be dropped when the queue is full; they are only for the consoles' live view.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -138,15 +137,26 @@ class CallTelemetry:
             log.warning("call %s: call record not written: %s", self.call_id, type(exc).__name__)
             self.on_store_failure(f"{type(exc).__name__}: {exc}"[:200])
 
-    async def close(self) -> None:
-        """Flush what is queued (for a little while), then stop the writer."""
+    async def close(self, last: tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]] | None = None) -> None:
+        """Flush what is queued (for a little while), then stop the writer. `last` (the call's end) is written
+        after the queue, or, if the writer is stuck behind a slow Redis, straight away on a connection of its own."""
+        if last is not None:
+            self.write("last", last[0], *last[1])
         deadline = time.monotonic() + CLOSE_FLUSH_S
         while self._queue and time.monotonic() < deadline and self._writer is not None and not self._writer.done():
             await asyncio.sleep(0.02)
-        if self._queue:
-            self.lost_writes += len(self._queue)
-            log.warning("call %s: %d record writes lost (Redis unreachable)", self.call_id, len(self._queue))
         if self._writer is not None:
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
+            await asyncio.wait({self._writer}, timeout=0.5)  # a writer stuck in a Redis client is not waited on
+        if last is not None and any(kind == "last" for kind, _ in self._queue):
+            self._queue = deque(item for item in self._queue if item[0] != "last")
+            try:
+                async with asyncio.timeout(1.0):
+                    await last[0](*last[1])
+            except Exception as exc:
+                self._failed(exc)
+                self._queue.append(("last", functools.partial(last[0], *last[1])))  # counted as not made
+        if self._queue:
+            self.lost_writes += len(self._queue)
+            metrics.LOST_WRITES.inc(len(self._queue))
+            log.warning("call %s: %d record writes not made (Redis slow or down)", self.call_id, len(self._queue))

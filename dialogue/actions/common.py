@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +12,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import prompts
+from actions.settings import SETTINGS
 from hotline_domain.answers import question_cue, yes_no
 from hotline_domain.business import BusinessDb
 from hotline_domain.contract import CallerIdentity, Handoff, HandoffQueue, HandoffReason
@@ -54,7 +54,7 @@ _MASKERS = {"id_number": mask_id, "phone": mask_phone}
 @lru_cache(maxsize=1)
 def business_db() -> BusinessDb:
     """One database handle per action server process (the engine pools connections)."""
-    return BusinessDb()
+    return BusinessDb(SETTINGS.db_url)
 
 
 def last_topic(tracker: Tracker) -> str | None:
@@ -149,10 +149,10 @@ def latest_intent(tracker: Tracker) -> str | None:
 def keypad_store() -> redis.Redis:
     """The Redis that holds secret keypad input (the same one as Rasa's tracker store)."""
     return redis.Redis(
-        host=os.environ.get("REDIS_HOST", "127.0.0.1"),
-        port=int(os.environ.get("REDIS_PORT", "6379")),
-        db=int(os.environ.get("REDIS_DB", "0")),
-        password=os.environ.get("REDIS_PASSWORD") or None,
+        host=SETTINGS.redis_host,
+        port=SETTINGS.redis_port,
+        db=SETTINGS.redis_db,
+        password=SETTINGS.redis_password,
         socket_timeout=2,
     )
 

@@ -191,6 +191,7 @@ class FakeStore:
     """The call store in memory; every method raises while `down` is set."""
 
     down: bool = False
+    stuck: bool = False  # the next `state` write hangs, deaf to cancellation, as a wedged client can
     writes: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     redis: FakeRedis = field(default_factory=FakeRedis)
 
@@ -203,6 +204,14 @@ class FakeStore:
         self._write("started", *args)
 
     async def state(self, *args: Any) -> None:
+        if self.stuck:
+            self.stuck = False
+            until = time.monotonic() + 6
+            while time.monotonic() < until:
+                try:
+                    await asyncio.sleep(until - time.monotonic())
+                except asyncio.CancelledError:
+                    continue
         self._write("state", *args)
 
     async def turn(self, *args: Any) -> None:
@@ -267,4 +276,7 @@ class ToneBot:
         pass
 
     def resumed(self) -> None:
+        pass
+
+    def closing_down(self) -> None:
         pass

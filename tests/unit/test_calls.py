@@ -96,3 +96,32 @@ def test_ids_stay_unique_among_live_calls() -> None:
     board.switchboard.calls["twilio-CA1-2"] = object()  # type: ignore[assignment]
     assert board.switchboard.unique_id("twilio-CA1") == "twilio-CA1-3"
     assert board.switchboard.unique_id("twilio-CA9") == "twilio-CA9"
+
+
+async def test_draining_refuses_new_calls_lets_calls_finish_then_says_goodbye() -> None:
+    board = Board(max_calls=4)
+    closing: list[str] = []
+    running = []
+
+    async def media(call: Call) -> None:
+        def goodbye() -> None:
+            closing.append(call.call_id)
+            call.end(EndReason.GATEWAY_STOPPING)
+
+        call.bot.closing_down = goodbye  # type: ignore[union-attr,method-assign]
+        await call.wait_closed()
+
+    for name in ("short", "long"):
+        running.append(asyncio.ensure_future(board.switchboard.admit().run(FakeLeg(), name, media)))
+    await asyncio.sleep(0.05)
+    drain = asyncio.ensure_future(board.switchboard.drain(limit_s=0.5, goodbye_s=1.0))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Refused):
+        board.switchboard.admit()
+    board.switchboard.calls["short"].end(EndReason.CALLER_HUNG_UP)  # finishes within the limit
+    await drain
+    assert closing == ["long"], "only the call still there at the limit hears the goodbye"
+    assert board.closed["short"][0] is EndReason.CALLER_HUNG_UP
+    assert board.closed["long"][0] is EndReason.GATEWAY_STOPPING
+    assert not board.switchboard.calls
+    await asyncio.gather(*running)

@@ -23,6 +23,7 @@ from voice_gateway.flow import (
     ResumeSpeaking,
     Say,
     SendKeys,
+    ServiceClosing,
     SpeechOnset,
     SpeechStarted,
     StopSpeaking,
@@ -312,3 +313,13 @@ def test_a_person_takes_over_the_bot_goes_quiet_and_resumes_when_given_the_call_
     assert welcome.text == Prompts().welcome_back and flow.state is CallState.SPEAKING
     flow.handle(PlaybackFinished(welcome.utterance, 63.0))
     assert flow.handle(UtteranceRecognised("我还想问失业金", 0.9, 65.0)) == [AskDialogue("我还想问失业金")]
+
+
+def test_a_closing_gateway_says_goodbye_then_hangs_up() -> None:
+    flow = greeted()
+    flow.handle(UtteranceRecognised("查养老金", 0.9, 4.0))
+    flow.handle(answered("请说出您的身份证号。", now=5.0))
+    stop, goodbye = flow.handle(ServiceClosing(6.0))
+    assert stop == StopSpeaking() and goodbye.text == Prompts().closing and not goodbye.interruptible
+    assert flow.handle(UtteranceRecognised("喂", 0.9, 7.0)) == []  # the goodbye is heard to the end
+    assert flow.handle(PlaybackFinished(goodbye.utterance, 12.0)) == [HangUp(EndReason.GATEWAY_STOPPING)]

@@ -169,3 +169,16 @@ async def test_the_dialogue_saying_goodbye_hangs_up_on_the_wire_after_the_record
         await eventually(lambda: line.leg.hung_up, timeout_s=3.0)
         assert line.leg.hung_up == [(EndReason.COMPLETED, "caller_done")]
         assert line.store.named("ended")[0][1:] == ("completed", "caller_done")
+
+
+async def test_a_wedged_redis_client_never_keeps_a_call_open_and_the_end_is_still_recorded() -> None:
+    line = Line(texts=["我要查养老金"])
+    async with line:
+        await eventually(lambda: line.bot and line.bot.flow.state is CallState.LISTENING)
+        line.store.stuck = True  # the next state write never returns
+        await line.speak()
+        await eventually(lambda: line.dialogue.asked[-1:] == ["我要查养老金"])
+        hung_up = time.monotonic()
+    assert line.call is not None and line.call.ended
+    assert time.monotonic() - hung_up < 5.0, "the call closed in bounded time"
+    assert line.store.named("ended"), "the end was written around the stuck writer"

@@ -156,7 +156,7 @@ async def line(stack: Stack, speech_models_installed: None) -> AsyncIterator[Lin
         real.canned,
     )
     store = NotingStore(Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1), faults)
-    dialogue = RasaClient(stack.rasa_url, timeout=5)
+    dialogue = RasaClient(stack.rasa_url, timeout=5, token=stack.rasa_token)
     gateway = Gateway(settings, speech, dialogue, store)
     async with gateway.serving() as port:
         line = Line(f"ws://127.0.0.1:{port}", redis_proc, redis_url, faults, real)

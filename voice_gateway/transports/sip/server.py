@@ -59,6 +59,7 @@ from voice_gateway.transports.sip.message import (
     mask_user,
     media_type,
     minimal_400,
+    never_answered,
     parse_message,
     session_name,
 )
@@ -166,7 +167,7 @@ class SipServer:
             log.warning("SIP from %s: 400 %s", addr[0], exc)
             if self.settings.admits(addr[0]):
                 answer = bare_response(data, 400, str(exc))
-                if answer is None and channel.reliable:  # a connection routes the answer by itself
+                if answer is None and channel.reliable and not never_answered(data):  # a connection routes it
                     answer = minimal_400(str(exc))
                 if answer is not None:
                     channel.send(answer, addr)
@@ -196,8 +197,11 @@ class SipServer:
                 self.respond(request, addr, channel, 403, "Forbidden (address not allowed)")
             return
         call = self.calls.get(request.call_id or "")
-        if method == "OPTIONS":
-            self.respond(request, addr, channel, 200, "OK", {"Accept": "application/sdp"})
+        if method == "OPTIONS":  # a dispatcher's probe: a draining gateway gets no new calls
+            if self.switchboard.draining:
+                self.respond(request, addr, channel, 503, "Service Unavailable (draining)", {"Retry-After": "30"})
+            else:
+                self.respond(request, addr, channel, 200, "OK", {"Accept": "application/sdp"})
         elif method not in ("INVITE", "ACK", "CANCEL", "BYE", "INFO", "NOTIFY"):
             self.respond(request, addr, channel, 405, "Method Not Allowed")
         elif call is not None:
@@ -235,11 +239,15 @@ class SipServer:
             warning = {"Warning": f'305 {SERVER} "{ascii_text(str(exc))}"'}
             self.respond(request, addr, channel, 488, f"Not Acceptable Here ({ascii_text(str(exc), 60)})", warning)
             return
-        admitted = self._admit(request.call_id or "")
-        if admitted is None:
-            self.respond(request, addr, channel, 503, "Service Unavailable (gateway full)", {"Retry-After": "5"})
+        try:
+            admission = self.switchboard.admit()
+        except Refused as refused:
+            retry = "30" if refused.why == "draining" else "5"
+            self.respond(
+                request, addr, channel, 503, f"Service Unavailable (gateway {refused.why})", {"Retry-After": retry}
+            )
             return
-        name, admission = admitted
+        name = self.switchboard.unique_id(session_name(request.call_id or ""))
         sip_dialog = create_dialog_from_request(request)
         dialog = InviteDialog(
             request, sip_dialog.local_tag, sip_dialog.remote_tag, reliable=channel.reliable, name=name
@@ -252,14 +260,6 @@ class SipServer:
         self.spawn(self._run_call(call, admission))
 
     # --- the call's life, as the rest of the gateway sees it ---
-    def _admit(self, sip_call_id: str) -> tuple[str, Admission] | None:
-        """The call's name and its place on the switchboard, or None when the gateway is full or draining."""
-        try:
-            admission = self.switchboard.admit()
-        except Refused:
-            return None
-        return self.switchboard.unique_id(session_name(sip_call_id)), admission
-
     async def _run_call(self, call: SipCall, admission: Admission) -> None:
         """Answer, run the call until either side ends it, and clean up whatever happens."""
         try:

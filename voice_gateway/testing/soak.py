@@ -1,0 +1,77 @@
+"""`hotline bench --soak MINUTES`: calls placed back to back for a long while, and what the gateway keeps of them.
+
+`calls` caller slots place calls one after another until the time is up (each call: the greeting, intent
+recordings, a barge-in, as `hotline bench` places them). The gateway process is read before the first counted
+call and again once every call has ended and a settle period has passed: resident memory, open file descriptors,
+threads (from /proc) and asyncio tasks (from /healthz). A leak shows as growth; a failed call as an error or a call
+that did not reach its last turn. A benchmark, not a test: its figures go into the closing notes and docs/bench.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.request
+from dataclasses import asdict
+from typing import Any
+
+from voice_gateway.testing.bench import BenchConfig, intent_wavs, one_call
+
+SETTLE_S = 15.0  # after the last call: what is still held then is kept, not in use
+
+
+def process_state(pid: int, health_url: str) -> dict[str, Any]:
+    """The gateway process as the kernel and the gateway itself see it."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as proc:
+        status = dict(line.split(":", 1) for line in proc.read().splitlines() if ":" in line)
+    with urllib.request.urlopen(health_url, timeout=5) as response:
+        health = json.loads(response.read())
+    return {
+        "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(status["Threads"]),
+        "tasks": health.get("tasks"),
+        "calls": health.get("calls"),
+    }
+
+
+async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url: str) -> dict[str, Any]:
+    wavs = intent_wavs(config.end_silence_ms)
+    warm = BenchConfig(**{**asdict(config), "rounds": 1, "turns": 1, "barge_every": 0, "warmup": False})
+    await asyncio.gather(*(one_call(warm, i, wavs, random.Random(i)) for i in range(config.calls)))
+    await asyncio.sleep(SETTLE_S)
+    start = process_state(gateway_pid, health_url)
+    deadline = time.monotonic() + minutes * 60
+    rng = random.Random(config.seed)
+
+    async def slot(index: int) -> list[dict[str, Any]]:
+        own = random.Random(rng.random())
+        await asyncio.sleep(own.random() * config.ramp_s)
+        placed = []
+        while time.monotonic() < deadline:
+            placed.append(await one_call(config, index, wavs, own))
+        return placed
+
+    began = time.monotonic()
+    calls = [call for placed in await asyncio.gather(*(slot(i) for i in range(config.calls))) for call in placed]
+    wall = time.monotonic() - began
+    await asyncio.sleep(SETTLE_S)
+    end = process_state(gateway_pid, health_url)
+    failed = [c for c in calls if "error" in c or not c.get("completed")]
+    return {
+        "config": {k: v for k, v in asdict(config).items() if k != "token"},
+        "minutes": minutes,
+        "wall_s": round(wall, 1),
+        "calls_placed": len(calls),
+        "calls_failed": len(failed),
+        "failures": [c.get("error") or c.get("ended_by") for c in failed][:20],
+        "start": start,
+        "end": end,
+        "rss_growth_pct": round(100 * (end["rss_mb"] - start["rss_mb"]) / start["rss_mb"], 2),
+        "fds_growth": end["fds"] - start["fds"],
+        "threads_growth": end["threads"] - start["threads"],
+        "tasks_growth": (end["tasks"] or 0) - (start["tasks"] or 0),
+    }
