@@ -18,7 +18,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 import secrets
 import time
 from functools import lru_cache
@@ -28,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from rasa_sdk import Tracker
 
+from actions.settings import SETTINGS
 from hotline_domain.keys import read_key_file
 from hotline_domain.privacy import mask_id
 
@@ -41,7 +41,7 @@ _AAD = b"hotline-id-ref-v1:"
 
 @lru_cache(maxsize=1)
 def _key() -> bytes:
-    path = os.environ.get(KEY_FILE_VARIABLE)  # read once per process, like actions/settings.py
+    path = SETTINGS.identity_key_file
     if path:
         return read_key_file(Path(path))
     log.warning(

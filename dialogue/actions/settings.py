@@ -13,6 +13,7 @@ class ActionSettings:
     redis_db: int = 0
     redis_password: str | None = None
     db_url: str | None = None  # None: the business database's default SQLite file
+    identity_key_file: str | None = None  # seals the caller's ID number in the tracker (actions/caller_id.py)
 
     @classmethod
     def from_env(cls) -> ActionSettings:
@@ -23,6 +24,7 @@ class ActionSettings:
             redis_db=int(env("REDIS_DB", "0")),
             redis_password=env("REDIS_PASSWORD") or None,
             db_url=env("HOTLINE_DB_URL") or None,
+            identity_key_file=env("HOTLINE_IDENTITY_KEY_FILE") or None,
         )
 
 
