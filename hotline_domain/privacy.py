@@ -46,12 +46,13 @@ _TOKEN = re.compile(f"[{_DIGIT_CLASS}]+")
 _SEP = r"[\s,，、.．。\-－—–_()（）杠嗯呃啊额]{1,3}"
 _NUMBER = re.compile(f"[{_DIGIT_CLASS}]+(?:{_SEP}[{_DIGIT_CLASS}]+)*")
 _X_TAIL = re.compile(r"[\s\-－—,，、]{0,2}(?:艾克斯|[XxＸｘ叉])(?![A-Za-z])")
+_ALL_DIGITS = "".join(DIGIT_CHARS)
 _SPOKEN_DIGITS = {ch for ch in DIGIT_CHARS if not ch.isascii() and not "０" <= ch <= "９"}
 
 _ID18 = re.compile(r"\d{6}(?:1[89]|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dX]|\d{17}X")
 _MOBILE = re.compile(r"(?:0086|86)?(1[3-9]\d{9})")
 _LANDLINE = re.compile(r"(?:0086|86)?(0(?:10|2\d|[3-9]\d{2})\d{7,8})|(?:0086|86)((?:10|2\d|[3-9]\d{2})\d{7,8})")
-_THOUSANDS = re.compile(r"\d{1,3}(?:[,，]\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"\d{1,3}(?:[,，]\d{3})+(?:\.\d{1,4})?")  # money has a few decimals, not 15
 _YEAR = re.compile(r"(?:19[5-9]\d|20[0-4]\d)")
 _MONTH_DAY = re.compile(r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 
@@ -73,7 +74,7 @@ _FILLER_ONLY = re.compile(r"[\s,，。.！!？?嗯呃啊额哦是就我的吧呢
 # characters between a cue and its number, in the same sentence: 身份证号是110105，出生年月是19680512
 _CUE_WINDOW = 24
 _STARS_AFTER = re.compile(r"[-－]?\*")
-_NUMBER_OR_MASK = re.compile(f"[+＋(（]?[{_DIGIT_CLASS}*Xx]+(?:{_SEP}[{_DIGIT_CLASS}*Xx]+)*")
+_NUMBER_OR_MASK = re.compile(f"[+＋(（]?[{_DIGIT_CLASS}*Xx]+(?:{_SEP}[+＋(（]?[{_DIGIT_CLASS}*Xx]+)*")
 _LONGEST = 23  # digits in the longest number with a shape: 0086 and a 19-digit card
 _MIN_AFTER_CUE = {"password": 4, "id": 6, "card": 6, "phone": 7, "reference": 99}
 
@@ -115,7 +116,9 @@ def _numbers(text: str) -> list[list[_Token]]:
         start, end = m.span()
         # 2024-03-05两次, 3500三个: a spoken digit after Arabic ones, before a measure word, counts, not reads out
         spoken_run = text[end - 2 : end - 1] in _SPOKEN_DIGITS
-        if text[end - 1] in _SPOKEN_DIGITS and not spoken_run and _UNIT_AFTER.match(text, end):
+        run = end - len(text[start:end].rstrip(_ALL_DIGITS)) - start  # digits in a row at the end
+        long_run = run >= 15  # 15 digits in a row stay one number, whatever follows: no unit ends a card number
+        if text[end - 1] in _SPOKEN_DIGITS and not (spoken_run or long_run) and _UNIT_AFTER.match(text, end):
             end -= 1
             while end > start and text[end - 1] not in DIGIT_CHARS:
                 end -= 1
@@ -194,7 +197,14 @@ def _cue_before(text: str, start: int, window: int) -> str | None:
     """The kind of the last cue shortly before `start` in the same sentence, if any."""
     # numbers and masks count as one character each (a 。 between digit groups is no sentence end): masking
     # earlier numbers moves no cue in or out of the window
-    before = _SENTENCE_END.split(_NUMBER_OR_MASK.sub("0", text[max(0, start - 16 * window) : start]))[-1][-window:]
+    reach = 2 * window
+    while True:
+        collapsed = _NUMBER_OR_MASK.sub("0", text[max(0, start - reach) : start])
+        before = _SENTENCE_END.split(collapsed)[-1]
+        if len(before) >= window or len(before) < len(collapsed) or reach >= start:
+            break
+        reach *= 4  # long numbers in the way: look further back
+    before = before[-window:]
     cues = list(_CUE.finditer(before))
     return _CUE_KIND[cues[-1].group()] if cues else None
 
@@ -283,7 +293,8 @@ def _judge(text: str, rest: list[_Token], number: list[_Token], *, partial: bool
         return None  # masked already: 138****5678
     if len(digits) == 4 and _TAIL_HINT.search(text[max(0, start - 8) : start]):
         return None  # 尾号1230: the hint meant to be seen
-    unit = bool(_UNIT_AFTER.match(text, end))
+    x = _X_TAIL.match(text, end)  # a unit after an X the number did not take (masking changes what it takes)
+    unit = bool(_UNIT_AFTER.match(text, x.end() if x else end))
     cue = _cue_before(text, start, _CUE_WINDOW * 2 if partial else _CUE_WINDOW)
     if cue and not unit and len(digits) >= (4 if partial and cue != "reference" else _MIN_AFTER_CUE[cue]):
         return start, end, _masked("password" if cue == "password" else "cue", digits)

@@ -50,7 +50,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(len(SEEDS) + 400))
 @explicit(*SEEDS)
 @given(st.lists(st.dictionaries(st.sampled_from(["recipient_id", "text", "custom", "image"]), JSON), max_size=3) | JSON)
 @CONTRACT
@@ -58,7 +58,7 @@ def test_seeds_and_generated_json(messages: Any) -> None:
     CONTRACT.check(check_turn, messages)
 
 
-@settings(max_examples=budget(2000))
+@settings(max_examples=budget(1200))
 @given(pick=st.integers(0, len(SEEDS) - 1), seed=st.integers(0, 2**32 - 1))
 @CONTRACT
 def test_mutated_answers(pick: int, seed: int) -> None:

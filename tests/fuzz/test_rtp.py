@@ -49,7 +49,7 @@ def check_packet(data: bytes) -> None:
         assert len(pcm) == 2 * len(packet.payload)
 
 
-@settings(max_examples=budget(1000))
+@settings(max_examples=budget(len(SEEDS) + 800))
 @explicit(*SEEDS)
 @given(st.binary(max_size=400))
 @PACKETS
@@ -57,7 +57,7 @@ def test_random_datagrams(data: bytes) -> None:
     PACKETS.check(check_packet, data)
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(1000))
 @given(pick=st.integers(0, len(SEEDS) - 1), seed=st.integers(0, 2**32 - 1))
 @PACKETS
 def test_mutated_packets(pick: int, seed: int) -> None:
@@ -78,7 +78,7 @@ def run_detector(packets: list[bytes]) -> list[str]:
     return keys
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(1000))
 @given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 60))
 @DTMF
 def test_telephone_event_streams(seed: int, length: int) -> None:
@@ -115,7 +115,7 @@ def run_jitter(steps: list[tuple[int, int, bytes]], depth_ms: int) -> None:
     assert stats.received == len(steps), stats
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(1000))
 @given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 200), depth_ms=st.sampled_from([0, 20, 60, 200]))
 @JITTER
 def test_jitter_buffer_with_loss_reordering_duplicates_and_restarts(seed: int, length: int, depth_ms: int) -> None:
@@ -158,7 +158,7 @@ def run_stream(datagrams: list[tuple[bytes, tuple[str, int]]], offer: MediaOffer
     assert all(key in DTMF_EVENTS for key in keys), keys
 
 
-@settings(max_examples=budget(1200))
+@settings(max_examples=budget(800))
 @given(
     picks=st.lists(st.integers(0, len(SEEDS) - 1), min_size=1, max_size=30),
     seed=st.integers(0, 2**32 - 1),

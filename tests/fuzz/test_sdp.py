@@ -30,7 +30,7 @@ def check_offer(data: bytes) -> None:
     assert again.dtmf_type == offer.dtmf_type, answer
 
 
-@settings(max_examples=budget(1800))
+@settings(max_examples=budget(1200))
 @given(pick=st.integers(0, len(SEEDS) - 1), seed=st.integers(0, 2**32 - 1))
 @SDP
 def test_mutated_offers_are_negotiated_or_refused(pick: int, seed: int) -> None:
@@ -107,7 +107,7 @@ def sdp_offers(draw: st.DrawFn) -> str:
     return newline.join(lines) + newline
 
 
-@settings(max_examples=budget(800))
+@settings(max_examples=budget(len(SEEDS) + 600))
 @explicit(*(seed.decode() for seed in SEEDS))
 @given(sdp_offers())
 @SDP

@@ -245,7 +245,7 @@ def run_dialog(script: list[Event], reliable: bool, ending: str) -> None:
     assert witness.dialog.phase is Phase.ENDED and witness.ends == 1, (witness.dialog.phase, witness.ends)
 
 
-@settings(max_examples=budget(3000))
+@settings(max_examples=budget(2000))
 @given(
     seed=st.integers(0, 2**32 - 1),
     length=st.integers(0, 40),

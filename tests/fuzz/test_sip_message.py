@@ -66,7 +66,7 @@ def frame_stream(data: bytes) -> int:
 LOOP = asyncio.new_event_loop()
 
 
-@settings(max_examples=budget(2500))
+@settings(max_examples=budget(2000))
 @given(pick=st.integers(0, len(SEEDS) - 1), seed=st.integers(0, 2**32 - 1))
 @MESSAGES
 def test_mutated_sip_messages_are_parsed_or_refused_with_bad_request(pick: int, seed: int) -> None:
@@ -151,7 +151,7 @@ def test_requests_built_header_by_header(data: bytes) -> None:
     MESSAGES.check(check_message, data)
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(1000))
 @given(
     picks=st.lists(st.integers(0, len(SEEDS) - 1), min_size=1, max_size=4),
     seed=st.integers(0, 2**32 - 1),

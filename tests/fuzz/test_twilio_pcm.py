@@ -53,7 +53,7 @@ def check_message(raw: str | bytes) -> None:
                 assert len(audio) % 2 == 0
 
 
-@settings(max_examples=budget(3000))
+@settings(max_examples=budget(2000))
 @explicit(*(json.dumps(seed) for seed in TWILIO_SEEDS + PCM_SEEDS), *FRAMES, *TEXT_BOMBS)
 @given(st.text(max_size=200) | st.binary(max_size=50))
 @MESSAGES
@@ -61,7 +61,7 @@ def test_seeds_and_random_text(raw: str | bytes) -> None:
     MESSAGES.check(check_message, raw)
 
 
-@settings(max_examples=budget(1500))
+@settings(max_examples=budget(1200))
 @given(pick=st.integers(0, 1000), seed=st.integers(0, 2**32 - 1))
 @MESSAGES
 def test_mutated_messages(pick: int, seed: int) -> None:
@@ -161,7 +161,7 @@ def stream(rng: random.Random, seeds: list[Any], first: list[Any], binary: bool)
     return frames
 
 
-@settings(max_examples=budget(2500))
+@settings(max_examples=budget(1500))
 @given(seed=st.integers(0, 2**32 - 1), clean_end=st.booleans())
 @STREAMS
 def test_twilio_streams(seed: int, clean_end: bool) -> None:
@@ -170,7 +170,7 @@ def test_twilio_streams(seed: int, clean_end: bool) -> None:
     STREAMS.check(run_stream, twilio.handle, stream(rng, TWILIO_SEEDS, first, binary=False), clean_end)
 
 
-@settings(max_examples=budget(2500))
+@settings(max_examples=budget(1500))
 @given(seed=st.integers(0, 2**32 - 1), clean_end=st.booleans())
 @STREAMS
 def test_pcm_streams(seed: int, clean_end: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -20,6 +21,8 @@ log = logging.getLogger("hotline.transport")
 
 
 WEBSOCKET_PACING = Pacing(lead_frames=5, send_silence=False)  # 100 ms ahead: the far end buffers, `clear` drops
+# Twilio and media servers send their start message at once; a socket silent this long holds a place for nothing
+START_TIMEOUT_S = 10.0
 
 
 class CloseCode(enum.IntEnum):
@@ -76,7 +79,11 @@ async def run_ws_call(
         return None
 
     try:
-        peer_call_id = await start()
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                peer_call_id = await start()
+        except TimeoutError:
+            raise ProtocolViolation(CloseCode.PROTOCOL, f"no start message within {START_TIMEOUT_S:g} s") from None
         call_id = switchboard.unique_id(f"{leg.wire}-{peer_call_id[:40] or uuid.uuid4().hex[:12]}")
         await admission.run(leg, call_id, media)
     except ProtocolViolation as exc:

@@ -26,10 +26,17 @@ class BadRequest(ValueError):
     """A request we answer with 400 and this reason phrase."""
 
 
-_REQUEST_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9.!%*_+`'~-]*) (\S+) SIP/2\.0$")
+_TOKEN = r"[A-Za-z0-9.!%*_+`'~-]+"  # RFC 3261 token: a method may start with any of these (RFC 4475 intmeth)
+_REQUEST_LINE = re.compile(rf"^({_TOKEN}) (\S+) SIP/2\.0$")
 _RESPONSE_LINE = re.compile(r"^SIP/2\.0 [1-6]\d\d( .*)?$")
-_CSEQ = re.compile(r"^(\d{1,10})\s+([A-Za-z][A-Za-z0-9.!%*_+`'~-]*)$")
+_CSEQ = re.compile(rf"^(\d{{1,10}})\s+({_TOKEN})$")
 _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+_SINGLE = ("Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards", "Content-Type")
+_VIA = re.compile(rf"^SIP\s*/\s*2\.0\s*/\s*{_TOKEN}\s+[^\s;,]")
+_EMPTY_PARAM = re.compile(r";\s*(?:;|$)")
+# name-addr: an optional display name (tokens or a quoted string), then <uri> with no spaces inside the brackets;
+# unquoted non-ASCII names (张伟 <sip:...>) are let through: phones send them, and they are no ASCII specials
+_NAME_ADDR = re.compile(r'^\s*(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9.!%*_+`\'~\- \t\x80-\U0010ffff]*)\s*<(\S[^>]*\S|\S)>')
 
 
 def parse_message(data: bytes) -> SipRequest | SipResponse:
@@ -41,7 +48,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("Headers are not UTF-8") from None
-    start = text.split("\n", 1)[0].strip()
+    start = text.split("\n", 1)[0].rstrip("\r")  # trailing spaces are not stripped: RFC 4475 trws
     if _RESPONSE_LINE.match(start):
         try:
             return SipMessage.parse(data)  # type: ignore[return-value]
@@ -63,6 +70,9 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         raise BadRequest("Too many Via headers")  # each would be echoed on a line of its own in our answer
     if not re.match(r"^sips?:|^tel:", message.uri, re.IGNORECASE):
         raise BadRequest("Request-URI must be a sip: URI")
+    if "?" in message.uri.split("@", 1)[-1]:  # a ? in the user part is allowed (RFC 4475 intmeth), after it not
+        raise BadRequest("Request-URI with headers")  # RFC 4475 escruri
+    _check_headers(message)
     cseq = _CSEQ.match(message.get_header("CSeq") or "")
     if cseq is None:
         raise BadRequest("Malformed CSeq")
@@ -89,19 +99,42 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     return message
 
 
+def _check_headers(message: SipRequest) -> None:
+    """What aiosipua lets through and RFC 4475 calls malformed: repeated single headers (multi01, mcl01), empty
+    Via parameters (badinv01), unquoted or unterminated display names and spaces inside <> (baddn, quotbal,
+    badaspec), and an addr-spec with headers outside <> (regbadct)."""
+    for name in _SINGLE:
+        if len(message.headers.get(name)) > 1:
+            raise BadRequest(f"More than one {name} header")
+    for value in message.headers.get("via"):
+        if not _VIA.match(value) or _EMPTY_PARAM.search(value):
+            raise BadRequest("Malformed Via header")
+    for name in ("From", "To", "Contact"):
+        for value in message.headers.get(name):
+            if "<" in value or '"' in value:
+                if not _NAME_ADDR.match(value):
+                    raise BadRequest(f"Malformed {name} header")
+            elif value.strip() != "*" and re.search(r"[?,]", value.split(";", 1)[0]):
+                raise BadRequest(f"{name} URI with headers must be in <>")
+
+
 def ascii_text(text: str, limit: int = 100) -> str:
     """Printable ASCII only (reason phrases and echoed headers), cut at `limit` characters."""
     return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+
+def never_answered(data: bytes) -> bool:
+    """A response or an ACK, however broken: nothing is ever sent back for these (RFC 3261 §17)."""
+    start = data.lstrip()
+    return start.startswith(b"SIP/") or [word.upper() for word in start.split(None, 1)[:1]] == [b"ACK"]
 
 
 def bare_response(data: bytes, status: int, reason: str) -> bytes | None:
     """A response to a request we could not parse, echoing what can be found of its headers (None: give up)."""
     text = data[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace").replace("\r\n", "\n")
     lines = text.split("\n\n", 1)[0].split("\n")
-    if not lines or not re.match(r"^[A-Za-z]+ ", lines[0]) or lines[0].startswith("SIP/"):
+    if not lines or not re.match(r"^[A-Za-z]+ ", lines[0]) or never_answered(data):
         return None
-    if lines[0].split(" ", 1)[0].upper() == "ACK":
-        return None  # never answer an ACK
     names = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To"}
     names |= {"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
     out = [f"SIP/2.0 {status} {ascii_text(reason)}"]
