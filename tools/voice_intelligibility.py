@@ -187,9 +187,9 @@ async def first_audio(synthesizer: Any, answers: list[str], concurrency: int) ->
     wall = time.perf_counter() - started
     return {
         "requests": len(latencies),
-        "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
-        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-        "max_ms": round(max(latencies) * 1000, 1),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
         "wall_s": round(wall, 2),
     }
 
