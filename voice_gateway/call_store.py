@@ -2,7 +2,8 @@
 
 Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason, detail), `hotline:call:<id>:turns`
 (list of JSON turns), `hotline:calls:active` (set), `hotline:handoff` (list: calls waiting for a person, oldest
-first). Every change is also published on the call's own channel `hotline:call:<id>:events` (a page following one
+first). What the consoles follow goes on the `live_events` stream (types "call", "turn", "partial"). Every change
+is also published on the call's own channel `hotline:call:<id>:events` (a page following one
 call subscribes to it; a dashboard following every call subscribes to the pattern `EVENTS_PATTERN`). Caller
 text is masked before it is stored: ID numbers, phone numbers and passwords never reach Redis in clear.
 """
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from hotline_domain.contract import Handoff
 from hotline_domain.privacy import redact, redact_data, redact_partial
+from voice_gateway import live_events
 
 EVENTS_PATTERN = "hotline:call:*:events"
 
@@ -34,8 +36,16 @@ RECORD_TTL_S = 7 * 24 * 3600
 class CallStore:
     """One gateway's view of the call records in Redis (shared by every gateway process)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, gateway: str = "") -> None:
         self.redis = redis
+        self.gateway = gateway  # this process's id: the consoles send a call's commands to the gateway that has it
+
+    async def console_state(self, call_id: str, state: str, **fields: str) -> None:
+        """The call as the consoles see it changed: bot, queued, agent or ended (and who has it)."""
+        key = f"hotline:call:{call_id}"
+        await self.redis.hset(key, mapping={"console": state, **fields})
+        record = await self.record(call_id)
+        await live_events.publish(self.redis, "call", call_summary(call_id, record))
 
     async def _publish(self, call_id: str, kind: str, data: dict[str, Any]) -> None:
         message = json.dumps({"call": call_id, "event": kind, **data}, ensure_ascii=False)
@@ -43,10 +53,12 @@ class CallStore:
 
     async def started(self, call_id: str, transport: str) -> None:
         key = f"hotline:call:{call_id}"
-        await self.redis.hset(key, mapping={"state": "listening", "transport": transport, "started": time.time()})
+        started = {"state": "listening", "console": "bot", "transport": transport, "started": time.time()}
+        await self.redis.hset(key, mapping={**started, "gateway": self.gateway})
         await self.redis.expire(key, RECORD_TTL_S)
         await self.redis.sadd(ACTIVE, call_id)
         await self._publish(call_id, "started", {"transport": transport})
+        await live_events.publish(self.redis, "call", call_summary(call_id, await self.record(call_id)))
 
     async def state(self, call_id: str, state: str) -> None:
         await self.redis.hset(f"hotline:call:{call_id}", "state", state)
@@ -59,10 +71,14 @@ class CallStore:
         await self.redis.rpush(key, json.dumps(clean, ensure_ascii=False))
         await self.redis.expire(key, RECORD_TTL_S)
         await self._publish(call_id, "turn", clean)
+        for line in turn_lines(clean):
+            await live_events.publish(self.redis, "turn", {"call_id": call_id, **line})
 
     async def partial(self, call_id: str, text: str) -> None:
         """What a streaming recogniser has heard so far of the caller's current turn: published, not stored."""
-        await self._publish(call_id, "partial", {"text": redact_partial(text)})
+        masked = redact_partial(text)
+        await self._publish(call_id, "partial", {"text": masked})
+        await live_events.publish(self.redis, "partial", {"call_id": call_id, "text": masked})
 
     async def handed_off(self, call_id: str, handoff: Handoff) -> int:
         """Queue the call for a person; returns its position in the queue (1 = next)."""
@@ -82,8 +98,10 @@ class CallStore:
             f"hotline:call:{call_id}",
             mapping={"state": "ended", "ended": time.time(), "reason": reason, "detail": redact(detail)},
         )
+        await self.redis.hset(f"hotline:call:{call_id}", "console", "ended")
         await self.redis.srem(ACTIVE, call_id)
         await self._publish(call_id, "ended", {"reason": reason, "detail": redact(detail)})
+        await live_events.publish(self.redis, "call", call_summary(call_id, await self.record(call_id)))
 
     async def turns(self, call_id: str) -> list[dict[str, Any]]:
         return [json.loads(t) for t in await self.redis.lrange(f"hotline:call:{call_id}:turns", 0, -1)]
@@ -94,3 +112,30 @@ class CallStore:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
         }
+
+
+def call_summary(call_id: str, record: dict[str, str]) -> dict[str, Any]:
+    """A call as the consoles list it (`GET /api/calls` without its turns)."""
+    started = float(record.get("started") or 0)
+    return {
+        "call_id": call_id,
+        "gateway": record.get("gateway", ""),
+        "state": record.get("console", "bot"),
+        "queue": record.get("queue") or None,
+        "agent": record.get("agent") or None,
+        "transport": record.get("transport", ""),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)) if started else None,
+        "started": started,
+    }
+
+
+def turn_lines(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored turn as the consoles' transcript lines: what the caller said (`heard`), what the bot answered
+    (`answer`, which also carries the intent understood from the caller's words of the same `seq`)."""
+    seq = turn.get("seq")
+    if turn.get("kind") == "heard" and turn.get("caller"):
+        return [{"seq": seq, "speaker": "caller", "text": turn["caller"], "confidence": turn.get("confidence")}]
+    if turn.get("kind") == "answer":
+        intent = turn.get("intent")
+        return [{"seq": seq, "speaker": "bot", "text": turn.get("bot", ""), "intent": intent}]
+    return []
