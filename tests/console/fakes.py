@@ -1,14 +1,40 @@
-"""An in-memory `ConsoleBackend` for the console's web tests: a few calls, scripted events, the refusals."""
+"""An in-memory `ConsoleBackend` for the console's web tests: a few calls, scripted and published events, the
+refusals, and (with `media=True`) a real aiortc peer answering the pages' WebRTC offers (media.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from hotline_domain.contract import HandoffQueue
-from voice_gateway.console.backend import AGENT_ACTIONS, ActionRefused, AgentStatus, CallAction
+from voice_gateway.console.backend import (
+    AGENT_ACTIONS,
+    MEDIA_ACTIONS,
+    ActionRefused,
+    AgentStatus,
+    CallAction,
+    CallbackAction,
+)
 from voice_gateway.console.roles import ConsoleUser, Role
+
+REASON_LABELS = {"caller_request": "来电人要求转人工", "not_understood": "连续两次未听懂", "complaint": "投诉"}
+
+
+def default_turns() -> list[dict]:
+    return [
+        {"seq": 1, "speaker": "caller", "text": "我社保卡丢了", "intent": "card_loss", "confidence": 0.97},
+        {"seq": 1, "speaker": "bot", "text": "请说出您的身份证号码。", "intent": "card_loss", "confidence": 0.97},
+        {"seq": 2, "speaker": "caller", "text": "我要找人工", "intent": "human_handoff", "confidence": 0.91},
+        {
+            "seq": 2,
+            "speaker": "bot",
+            "text": "正在为您转接人工服务，请稍候。",
+            "intent": "human_handoff",
+            "confidence": 0.91,
+        },
+    ]
 
 
 @dataclass
@@ -18,6 +44,14 @@ class FakeCall:
     queue: str = "card"
     agent: str | None = None
     supervisors: set[str] = field(default_factory=set)
+    turns: list[dict] = field(default_factory=default_turns)
+    started_at: str = "2026-01-05T09:00:00Z"
+    duration_s: int = 95
+    waited_s: int = 42
+    priority: int = 1
+    reason: str = "caller_request"
+    frustration: list[str] = field(default_factory=list)
+    wrapup: dict | None = None
 
     def as_json(self) -> dict:
         return {
@@ -25,47 +59,147 @@ class FakeCall:
             "gateway": "gw-1",
             "state": self.state,
             "queue": self.queue,
-            "started_at": "2026-01-05T09:00:00Z",
-            "turns": [{"speaker": "caller", "text": "我社保卡丢了", "intent": "card_loss", "confidence": 0.97}],
+            "started_at": self.started_at,
+            "agent": self.agent,
+            "duration_s": self.duration_s,
+            "frustrated": bool(self.frustration),
+            "frustration": list(self.frustration),
+            "turns": [dict(t) for t in self.turns],
+        }
+
+    def summary(self) -> dict:
+        """What a `call` event carries."""
+        return {
+            k: v
+            for k, v in self.as_json().items()
+            if k in ("call_id", "gateway", "state", "queue", "agent", "started_at")
+        }
+
+    def card(self) -> dict:
+        return {
+            **self.summary(),
+            "transport": "sip",
+            "reason": self.reason,
+            "reason_label": REASON_LABELS.get(self.reason, self.reason),
+            "identity": {"id_number": "110105********1230", "verified": True},
+            "intent_path": [t["intent"] for t in self.turns if t["speaker"] == "caller" and t.get("intent")],
+            "slots": {"card_status": "丢失", "city": "北京"},
+            "summary": "来电人社保卡丢失，已核验身份，要求人工办理挂失补卡。",
+            "turns": [dict(t) for t in self.turns],
+            "earlier_calls": [
+                {
+                    "call_id": "call-earlier",
+                    "started_at": "2026-01-03T14:20:00Z",
+                    "reason": "card_loss",
+                    "disposition": "callback",
+                }
+            ],
+            "waited_s": self.waited_s,
         }
 
 
 class FakeBackend:
-    def __init__(self) -> None:
+    def __init__(self, *, media: bool = False) -> None:
         self.calls_by_id: dict[str, FakeCall] = {}
-        self.scripted: list[tuple[str, str, dict]] = []  # what events() yields
-        self.follow = False  # after the script, wait for more (forever) instead of ending the stream
+        self.scripted: list[tuple[str, str, dict]] = []  # what events() yields first
+        self.follow = False  # after the script, wait for published events (forever) instead of ending the stream
         self.acted: list[tuple[str, CallAction, str, dict]] = []
         self.statuses: list[tuple[str, AgentStatus, tuple[HandoffQueue, ...]]] = []
+        self.callbacks: dict[str, dict] = {}
+        self.callback_acts: list[tuple[str, str, CallbackAction]] = []
         self.streams_closed = 0
         self.resumed_after: list[str | None] = []  # the last_event_id of every stream opened
+        self.media = media  # answer offers with a real aiortc peer (media.FakePeer)
+        self.peers: list = []  # every FakePeer made, in order
+        self.figures = {
+            "calls": 128,
+            "bot_resolved": 97,
+            "handed_over": 27,
+            "abandoned": 4,
+            "average_wait_s": 38,
+            "turn_gap_p95_ms": 812,
+        }
+        self._subscribers: set[asyncio.Queue] = set()
+        self._ids = itertools.count(1000)
 
     def add(self, call: FakeCall) -> FakeCall:
         self.calls_by_id[call.call_id] = call
         return call
 
+    def add_callback(self, callback_id: str, call_id: str, queue: str = "card") -> dict:
+        entry = {
+            "id": callback_id,
+            "call_id": call_id,
+            "queue": queue,
+            "number_masked": "138****5678",
+            "at": "2026-01-05T08:40:00Z",
+            "state": "waiting",
+        }
+        self.callbacks[callback_id] = entry
+        return entry
+
+    def publish(self, kind: str, data: dict) -> str:
+        """A live event to every open stream (and its id)."""
+        event_id = f"{next(self._ids)}-0"
+        for queue in self._subscribers:
+            queue.put_nowait((event_id, kind, data))
+        return event_id
+
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
     async def calls(self) -> list[dict]:
         return [c.as_json() for c in self.calls_by_id.values() if c.state != "ended"]
 
+    async def card(self, user: ConsoleUser, call_id: str) -> dict:
+        call = self.calls_by_id.get(call_id)
+        own = call is not None and call.agent == user.name
+        if call is None or (call.state == "ended" and not own):
+            raise ActionRefused(404, "通话不存在或已结束")
+        in_skills = call.state == "queued" and call.queue in {s.value for s in user.skills}
+        if user.role is Role.AGENT and not own and not in_skills:
+            raise ActionRefused(403, "这通电话不在您的技能队列中")
+        return call.card()
+
     async def queue(self) -> dict:
-        waiting = [c for c in self.calls_by_id.values() if c.state == "queued"]
-        return {"queues": {"card": {"waiting": len(waiting), "longest_wait_s": 42 if waiting else 0}}}
+        queues: dict[str, dict] = {}
+        for skill in ("card", "general", "employment"):
+            waiting = sorted(
+                (c for c in self.calls_by_id.values() if c.state == "queued" and c.queue == skill),
+                key=lambda c: (c.priority, -c.waited_s),
+            )
+            queues[skill] = {
+                "waiting": len(waiting),
+                "longest_wait_s": max((c.waited_s for c in waiting), default=0),
+                "agents_available": 2 if skill == "card" else 0,
+                "estimated_wait_s": 30 * len(waiting),
+                "calls": [{"call_id": c.call_id, "waited_s": c.waited_s, "priority": c.priority} for c in waiting],
+            }
+        return {"queues": queues, "callbacks": [dict(e) for e in self.callbacks.values()]}
+
+    async def stats(self) -> dict:
+        return dict(self.figures)
 
     async def events(self, user: ConsoleUser, last_event_id: str | None) -> AsyncIterator[tuple[str, str, dict]]:
         self.resumed_after.append(last_event_id)
+        live: asyncio.Queue = asyncio.Queue()
+        self._subscribers.add(live)
         try:
             ids = [e[0] for e in self.scripted]
             start = ids.index(last_event_id) + 1 if last_event_id in ids else 0
             for event in self.scripted[start:]:
                 yield event
             if self.follow:
-                await asyncio.Event().wait()
+                while True:
+                    yield await live.get()
         finally:
+            self._subscribers.discard(live)
             self.streams_closed += 1
 
     async def act(self, user: ConsoleUser, action: CallAction, call_id: str, body: dict) -> dict:
         call = self.calls_by_id.get(call_id)
-        if call is None or call.state == "ended":
+        wrapping_up = action is CallAction.WRAPUP and call is not None and call.agent == user.name
+        if call is None or (call.state == "ended" and not wrapping_up):
             raise ActionRefused(404, "通话不存在或已结束")
         if action in AGENT_ACTIONS:
             if action is CallAction.ACCEPT:
@@ -80,6 +214,8 @@ class FakeBackend:
                 call.state = "ended"
             elif action is CallAction.RETURN:
                 call.agent, call.state = None, "bot"
+            elif action is CallAction.WRAPUP:
+                call.wrapup = dict(body)
         elif action is CallAction.TAKEOVER:
             call.agent, call.state = user.name, "agent"
         elif action is CallAction.LEAVE:
@@ -87,7 +223,41 @@ class FakeBackend:
         else:
             call.supervisors.add(user.name)
         self.acted.append((user.name, action, call_id, body))
-        return {"call": call.as_json()}
+        answer: dict = {"call": call.as_json()}
+        if action in MEDIA_ACTIONS and self.media and isinstance(body.get("sdp"), str):
+            answer.update(await self._answer(user, action, call_id, body["sdp"]))
+        if action is not CallAction.WRAPUP and action is not CallAction.LEAVE:
+            self.publish("call", call.summary())
+        return answer
+
+    async def _answer(self, user: ConsoleUser, action: CallAction, call_id: str, sdp: str) -> dict:
+        from tests.console.media import FakePeer  # aiortc only where media is wanted
+
+        for old in [p for p in self.peers if p.call_id == call_id and p.user == user.name and not p.closed]:
+            await old.close()  # a fresh offer replaces this user's connection to the call
+        peer = FakePeer(call_id, user.name, action.value)
+        self.peers.append(peer)
+        return await peer.answer(sdp)
+
+    async def drop_peer(self, peer) -> None:
+        """The call side's end of a browser's connection goes away (as when a gateway dies)."""
+        await peer.close()
+
+    async def close(self) -> None:
+        for peer in self.peers:
+            if not peer.closed:
+                await peer.close()
+
+    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction) -> dict:
+        entry = self.callbacks.get(callback_id)
+        if entry is None:
+            raise ActionRefused(404, "没有这条回电记录")
+        if entry["state"] == "done":
+            raise ActionRefused(409, "这条回电已处理完毕")
+        entry["state"] = "dialling" if action is CallbackAction.DIAL else "done"
+        self.callback_acts.append((user.name, callback_id, action))
+        self.publish("callback", dict(entry))
+        return dict(entry)
 
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
         self.statuses.append((user.name, status, skills))

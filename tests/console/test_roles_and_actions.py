@@ -43,8 +43,11 @@ def test_the_supervisor_page_and_api(client: TestClient) -> None:
     assert 'src="/static/supervisor.js"' in page.text
     calls = client.get("/api/calls").json()["calls"]
     assert {c["call_id"] for c in calls} == {"call-queued", "call-agent2", "call-bot"}
-    assert set(calls[0]) == {"call_id", "gateway", "state", "queue", "started_at", "turns"}
-    assert set(calls[0]["turns"][0]) == {"speaker", "text", "intent", "confidence"}
+    assert set(calls[0]) == {
+        *("call_id", "gateway", "state", "queue", "started_at", "turns"),
+        *("agent", "duration_s", "frustrated", "frustration"),
+    }
+    assert set(calls[0]["turns"][0]) == {"seq", "speaker", "text", "intent", "confidence"}
 
 
 def test_an_agent_asking_for_a_supervisor_action_is_403(client: TestClient) -> None:

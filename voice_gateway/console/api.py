@@ -1,4 +1,5 @@
-"""The JSON API behind the pages (and used by them): who am I, calls, queue, live events, actions.
+"""The JSON API behind the pages (and used by them): who am I, calls, a call's context card, queue, today's
+figures, live events, call actions, callbacks, agent status.
 
 Every route checks the role; every action the backend accepts is written to the audit log. Live events are
 server-sent events (sse-starlette): the browser's EventSource reconnects by itself and sends Last-Event-ID,
@@ -20,7 +21,14 @@ from starlette.routing import Route
 
 from hotline_domain.privacy import redact_data
 from voice_gateway.console.audit import AuditAction, AuditLog
-from voice_gateway.console.backend import ACTION_ROLES, ActionRefused, AgentStatus, CallAction, ConsoleBackend
+from voice_gateway.console.backend import (
+    ACTION_ROLES,
+    ActionRefused,
+    AgentStatus,
+    CallAction,
+    CallbackAction,
+    ConsoleBackend,
+)
 from voice_gateway.console.roles import ConsoleUser, Role, parse_skills
 from voice_gateway.console.security import current_user, requires
 
@@ -46,6 +54,8 @@ async def _body(request: Request) -> dict | None:
 
 
 def _detail(body: dict) -> str:
+    if "sdp" in body:  # a WebRTC offer: nothing worth keeping, and far longer than an entry holds
+        body = {k: v for k, v in body.items() if k not in ("sdp", "type")}
     return json.dumps(redact_data(body), ensure_ascii=False, separators=(",", ":")) if body else ""
 
 
@@ -64,6 +74,38 @@ async def me(request: Request) -> Response:
 async def calls(request: Request) -> Response:
     backend: ConsoleBackend = request.app.state.backend
     return JSONResponse({"calls": await backend.calls()})
+
+
+@requires(Role.AGENT, Role.SUPERVISOR)
+async def card(request: Request) -> Response:
+    backend: ConsoleBackend = request.app.state.backend
+    try:
+        return JSONResponse(await backend.card(request.state.user, request.path_params["call_id"]))
+    except ActionRefused as refused:
+        return _error(refused.status, refused.message)
+
+
+@requires(Role.SUPERVISOR)
+async def stats(request: Request) -> Response:
+    backend: ConsoleBackend = request.app.state.backend
+    return JSONResponse(await backend.stats())
+
+
+@requires(Role.AGENT, Role.SUPERVISOR)
+async def callback(request: Request) -> Response:
+    try:
+        action = CallbackAction(request.path_params["action"])
+    except ValueError:
+        return _error(404, "没有这个操作")
+    callback_id = request.path_params["callback_id"]
+    backend: ConsoleBackend = request.app.state.backend
+    try:
+        result = await backend.callback(request.state.user, callback_id, action)
+    except ActionRefused as refused:
+        return _error(refused.status, refused.message)
+    audited = AuditAction.CALLBACK_DIAL if action is CallbackAction.DIAL else AuditAction.CALLBACK_DONE
+    await _audit(request, audited, result.get("call_id") if isinstance(result, dict) else None, callback_id)
+    return JSONResponse(result)
 
 
 @requires(Role.AGENT, Role.SUPERVISOR)
@@ -162,8 +204,11 @@ async def _stream(
 routes = [
     Route("/api/me", me),
     Route("/api/calls", calls),
+    Route("/api/calls/{call_id}", card),
     Route("/api/queue", queue),
+    Route("/api/stats", stats),
     Route("/api/events", events),
     Route("/api/calls/{call_id}/{action}", call_action, methods=["POST"]),
+    Route("/api/callbacks/{callback_id}/{action}", callback, methods=["POST"]),
     Route("/api/agent/status", agent_status, methods=["POST"]),
 ]

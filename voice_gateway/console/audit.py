@@ -1,7 +1,8 @@
 """The audit log: who did what to which call, and when (UTC), kept in the consoles' database.
 
 Written for every accepted call action (listen, whisper, barge, take-over, leave, accept, return, hang-up,
-wrap-up), every agent status change, every sign-in, failed sign-in and sign-out, and every change to a user.
+wrap-up; an action's WebRTC offer is not kept), every callback dialled or marked done, every agent status change,
+every sign-in, failed sign-in and sign-out, and every change to a user.
 Shown to admins, newest first, on /admin/audit.
 """
 
@@ -28,6 +29,8 @@ class AuditAction(str, Enum):
     TAKEOVER = "takeover"
     LEAVE = "leave"
     STATUS = "status"
+    CALLBACK_DIAL = "callback_dial"
+    CALLBACK_DONE = "callback_done"
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
@@ -53,6 +56,8 @@ _LABELS = {
     AuditAction.TAKEOVER: "接管",
     AuditAction.LEAVE: "退出监听",
     AuditAction.STATUS: "坐席状态",
+    AuditAction.CALLBACK_DIAL: "拨打回电",
+    AuditAction.CALLBACK_DONE: "回电完成",
     AuditAction.LOGIN: "登录",
     AuditAction.LOGIN_FAILED: "登录失败",
     AuditAction.LOGOUT: "退出登录",

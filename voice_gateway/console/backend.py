@@ -6,13 +6,36 @@ what only it can know: whether the call exists and is live (404), whether it is 
 agent's call; a supervisor's agent action on a call they did not take over), whether the call is in a state the
 action fits (409). It says no by raising `ActionRefused`.
 
-JSON shapes (what the pages get, unchanged):
-- `calls()`: `[{"call_id", "gateway", "state", "queue", "started_at", "turns": [{"speaker", "text", "intent",
-  "confidence"}]}]`, served as `{"calls": [...]}` by `GET /api/calls`;
-- `queue()`: a dict served as it is by `GET /api/queue` (e.g. `{"queues": {"card": {"waiting", "longest_wait_s"}}}`);
+JSON shapes (what the pages get; times are ISO 8601 UTC strings, durations whole seconds):
+- `calls()`, served as `{"calls": [...]}` by `GET /api/calls` (supervisors): every live call,
+  `{"call_id", "gateway", "state" (bot/queued/agent), "queue", "started_at", "agent" (a name or None),
+  "duration_s", "frustrated": bool, "frustration": [why, in Chinese, e.g. "连续两次未听懂", "要求转人工"],
+  "turns": [{"seq", "speaker" ("caller"/"bot"), "text" (caller text masked), "intent", "confidence"}]}`;
+  a bot turn's intent is the intent understood from the caller turn of the same seq;
+- `card(user, call_id)`, served by `GET /api/calls/{call_id}`: the context card an agent sees when a call rings
+  and while they have it: `{"call_id", "gateway", "state", "queue", "transport", "started_at", "agent",
+  "reason" (a HandoffReason value), "reason_label" (Chinese), "identity": {"id_number" (masked), "verified"},
+  "intent_path": [intent names, in order], "slots": {name: value (masked)}, "summary", "turns": [as in calls()],
+  "earlier_calls": [{"call_id", "started_at", "reason", "disposition"}], "waited_s"}`. An agent may read it
+  for a call queued in one of their skills, or their own call (else 403); a supervisor for any live call;
+- `queue()`, served as it is by `GET /api/queue`: `{"queues": {skill: {"waiting", "longest_wait_s",
+  "agents_available", "estimated_wait_s", "calls": [{"call_id", "waited_s", "priority"}]}}, "callbacks":
+  [{"id", "call_id", "queue", "number_masked", "at", "state" (waiting/dialling/done)}]}`; a queue's calls
+  in the order they are taken (priority first: 0 the priority band, 1 the rest; then the longest wait);
+- `stats()`, served by `GET /api/stats` (supervisors): today's figures `{"calls", "bot_resolved",
+  "handed_over", "abandoned", "average_wait_s", "turn_gap_p95_ms"}`;
 - `events(user, last_event_id)`: `(id, type, data)` triples, sent as server-sent events (`id:`, `event:`, `data:`
-  JSON) by `GET /api/events`; the browser resumes after `last_event_id` (None: from now) when it reconnects;
-- `act(...)` and `set_status(...)`: a dict answered as JSON with status 200.
+  JSON) by `GET /api/events`; the browser resumes after `last_event_id` (None: from now) when it reconnects.
+  Types: `call` (a call summary changed: `call_id, gateway, state` (bot/queued/agent/ended), `queue, agent,
+  started_at`), `turn` (`call_id, seq, speaker, text, intent?, confidence?`), `partial` (`call_id, text`: what the
+  recogniser has so far), `queue` (`queue, waiting, longest_wait_s`), `callback` (a callback entry as in queue());
+- `act(...)`: a dict answered as JSON with status 200. `accept`, `listen`, `whisper`, `barge`, `takeover` get
+  the browser's WebRTC offer `{"sdp", "type": "offer"}` (ICE gathered, no trickle) and answer with at least
+  `{"sdp", "type": "answer"}`; `hangup`, `return`, `leave` get `{}`; `wrapup` gets `{"note", "disposition"}`
+  (one of `DISPOSITIONS`), and is accepted from the call's agent after the call ended too;
+- `callback(user, callback_id, action)`, served by `POST /api/callbacks/{callback_id}/{dial|done}`: the entry
+  as it now is (`dial`: the gateway places the call to the sealed number and bridges it to this user);
+- `set_status(...)`: a dict answered as JSON with status 200.
 """
 
 from __future__ import annotations
@@ -40,6 +63,25 @@ class CallAction(str, Enum):
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+class CallbackAction(str, Enum):
+    """What a person does to a callback entry: `POST /api/callbacks/{callback_id}/{action}`."""
+
+    DIAL = "dial"  # call the caller back now (the gateway bridges the call to this user)
+    DONE = "done"  # mark it handled
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+# wrap-up dispositions: value -> what the form shows
+DISPOSITIONS: dict[str, str] = {"resolved": "已解决", "callback": "需回电", "transferred": "已转办", "other": "其他"}
+
+# actions that bring the browser onto the call's bridge: their body is a WebRTC offer
+MEDIA_ACTIONS = frozenset(
+    {CallAction.ACCEPT, CallAction.LISTEN, CallAction.WHISPER, CallAction.BARGE, CallAction.TAKEOVER}
+)
 
 
 class AgentStatus(str, Enum):
@@ -72,12 +114,24 @@ class ActionRefused(Exception):
 
 
 class ConsoleBackend(Protocol):
+    """The call side of the consoles. Every method may raise `ActionRefused`; the routes have checked the role
+    (and, for set_status, that the skills are the user's own) before calling."""
+
     async def calls(self) -> list[dict]:
-        """Every live call across all gateway processes."""
+        """Every live call across all gateway processes (shape: see the module docstring)."""
+        ...
+
+    async def card(self, user: ConsoleUser, call_id: str) -> dict:
+        """The context card of one call. Raises ActionRefused 404 (unknown or ended, for a call that is not
+        this agent's own) or 403 (an agent asking about a call neither queued in their skills nor theirs)."""
         ...
 
     async def queue(self) -> dict:
-        """The queues: waiting callers per service domain, longest waits, callbacks."""
+        """The queues: waiting callers per skill, longest waits, agents available, estimated waits, callbacks."""
+        ...
+
+    async def stats(self) -> dict:
+        """Today's figures (the gateways' local day)."""
         ...
 
     def events(self, user: ConsoleUser, last_event_id: str | None) -> AsyncIterator[tuple[str, str, dict]]:
@@ -87,7 +141,13 @@ class ConsoleBackend(Protocol):
         ...
 
     async def act(self, user: ConsoleUser, action: CallAction, call_id: str, body: dict) -> dict:
-        """Carry out `action` on the call, or raise `ActionRefused`. The route has checked the role."""
+        """Carry out `action` on the call, or raise `ActionRefused`. For the actions in MEDIA_ACTIONS the body
+        is a WebRTC offer and the answer carries the backend's SDP answer. When the agent's peer connection
+        fails or closes before a hang-up, the backend puts the caller back at the head of the queue."""
+        ...
+
+    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction) -> dict:
+        """Dial a callback or mark it done; answers the entry as it now is. 404: no such entry; 409: done."""
         ...
 
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
