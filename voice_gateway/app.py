@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,13 +28,18 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from hotline_domain.keys import KeyUnavailable
 from voice_gateway import metrics
 from voice_gateway.breaker import GuardedDialogue
 from voice_gateway.call_store import CallStore
 from voice_gateway.calls import Call, Switchboard
 from voice_gateway.config import GatewaySettings, Settings
+from voice_gateway.console import make_app, serve_console
+from voice_gateway.console.redis_backend import RedisBackend
+from voice_gateway.desk import Desk
 from voice_gateway.flow import CallFlow, EndReason, Prompts, Timing
 from voice_gateway.health import Dependency, Health
+from voice_gateway.queueing import SkillQueues
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
@@ -59,6 +65,7 @@ class Gateway:
         dialogue: Dialogue,
         store: CallStore,
         health: Health | None = None,
+        queues: SkillQueues | None = None,
     ) -> None:
         self.settings = settings
         self.health = health or Health([])
@@ -69,6 +76,9 @@ class Gateway:
         self.switchboard = Switchboard(config.max_calls, self.make_bot)
         self.recording_key = recording_key(config) if config.recording else None  # no key, no start
         self.webrtc = webrtc.WebRtcSettings.from_settings(config)
+        self.gateway_id = config.gateway_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.queues = queues  # None: no people behind this line (unit tests); else the desk takes console commands
+        self.desk = Desk(self.gateway_id, store.redis, self.switchboard, store, queues, self.webrtc) if queues else None
 
     def make_bot(self, call: Call) -> BotSession:
         """The automated agent for a new call, attached to its bridge (and the recorder, when calls are recorded)."""
@@ -178,6 +188,7 @@ class Gateway:
             port = int(next(iter(server.sockets)).getsockname()[1])
             log.info("gateway listening on %s:%d", self.config.host, port)
             sip_server = None
+            desk = asyncio.create_task(self.desk.run(), name="desk") if self.desk is not None else None
             if self.config.sip_port:  # SIP/RTP callers (PBX, trunk, softphone): voice_gateway/transports/sip/
                 sip_server = sip.SipServer(self.switchboard, sip.SipSettings.from_settings(self.config))
                 await sip_server.start()
@@ -185,6 +196,9 @@ class Gateway:
                 yield port
             finally:
                 server.close()
+                if desk is not None and self.desk is not None:
+                    desk.cancel()
+                    await self.desk.close()
                 await self.switchboard.close_all(EndReason.GATEWAY_STOPPING)
                 if sip_server is not None:
                     await sip_server.stop()
@@ -235,17 +249,26 @@ async def main() -> None:
     logging.basicConfig(level=settings.gateway.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     speech = await asyncio.to_thread(load_speech, settings.gateway)
     redis = Redis.from_url(settings.gateway_redis_url, socket_timeout=2, socket_connect_timeout=2)
-    store = CallStore(redis)
+    config = settings.gateway
+    store = CallStore(redis, config.gateway_id)
+    try:
+        key: bytes | None = recording_key(config)  # also seals the numbers callers leave for a callback
+    except KeyUnavailable as exc:
+        log.warning("no key for callback numbers (%s): callers are not offered a callback", exc)
+        key = None
+    queues = SkillQueues(redis, config.gateway_id, key)
     rasa = RasaClient(settings.rasa_url, timeout=settings.gateway.rasa_timeout_s, token=settings.rasa_token)
     dialogue = GuardedDialogue(rasa)
     health = Health([Dependency("redis", redis.ping), Dependency("dialogue", rasa.status)])
-    gateway = Gateway(settings, speech, dialogue, store, health)
+    gateway = Gateway(settings, speech, dialogue, store, health, queues)
+    consoles = make_app(settings, RedisBackend(redis, queues))
     loop = asyncio.get_running_loop()
     stop, drain = loop.create_future(), loop.create_future()
     loop.add_signal_handler(signal.SIGINT, lambda: stop.done() or stop.set_result(None))
     loop.add_signal_handler(signal.SIGTERM, lambda: drain.done() or drain.set_result(None))
     watcher = asyncio.create_task(metrics.watch_event_loop())
-    await gateway.serve_forever(stop, drain)
+    async with serve_console(consoles, config.console_host, config.console_port):
+        await gateway.serve_forever(stop, drain)
     watcher.cancel()
     await rasa.close()
 

@@ -29,6 +29,7 @@ def events_channel(call_id: str) -> str:
 
 
 ACTIVE = "hotline:calls:active"
+GAPS_KEPT = 20_000  # today's turn gaps kept for the dashboard's p95
 HANDOFF_QUEUE = "hotline:handoff"
 RECORD_TTL_S = 7 * 24 * 3600
 
@@ -57,6 +58,7 @@ class CallStore:
         await self.redis.hset(key, mapping={**started, "gateway": self.gateway})
         await self.redis.expire(key, RECORD_TTL_S)
         await self.redis.sadd(ACTIVE, call_id)
+        await self.redis.hincrby(stats_key(), "calls", 1)
         await self._publish(call_id, "started", {"transport": transport})
         await live_events.publish(self.redis, "call", call_summary(call_id, await self.record(call_id)))
 
@@ -73,6 +75,13 @@ class CallStore:
         await self._publish(call_id, "turn", clean)
         for line in turn_lines(clean):
             await live_events.publish(self.redis, "turn", {"call_id": call_id, **line})
+
+    async def turn_gap(self, call_id: str, gap_ms: float) -> None:
+        """How long the caller waited for an answer (the dashboard's turn gap p95 of today)."""
+        key = stats_key() + ":gaps"
+        await self.redis.rpush(key, round(gap_ms))
+        await self.redis.ltrim(key, -GAPS_KEPT, -1)
+        await self.redis.expire(key, 2 * 24 * 3600)
 
     async def partial(self, call_id: str, text: str) -> None:
         """What a streaming recogniser has heard so far of the caller's current turn: published, not stored."""
@@ -112,6 +121,11 @@ class CallStore:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
         }
+
+
+def stats_key(day: float | None = None) -> str:
+    """Today's figures (calls, bot_resolved, handed_over, abandoned, wait_total_s, waits), local date."""
+    return "hotline:stats:" + time.strftime("%Y-%m-%d", time.localtime(day))
 
 
 def call_summary(call_id: str, record: dict[str, str]) -> dict[str, Any]:

@@ -93,6 +93,8 @@ class Bot(Protocol):
 
     def closing_down(self) -> None: ...
 
+    def hold_again(self) -> None: ...
+
 
 class Call:
     """One caller on one bridge. Transports feed it audio and keys; everything else hangs off its bridge."""
@@ -140,6 +142,12 @@ class Call:
         self.bridge.reattach_bot()
         if self.bot is not None:
             self.bot.resumed()
+
+    def back_to_queue(self) -> None:
+        """The person's line dropped: the bot takes the caller again, on hold at the front of the queue."""
+        self.bridge.reattach_bot()
+        if self.bot is not None:
+            self.bot.hold_again()
 
     def closing_down(self) -> None:
         """The gateway is going away: back to the bot, which passes the caller on or says goodbye."""

@@ -81,6 +81,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"SIP:           {runtime.get('sip_url') or 'off (HOTLINE_SIP_PORT=0)'}")
         page = stack.gateway_url.replace("ws://", "http://", 1)
         say(f"Softphone:     {page}/phone?token=<gateway_token from {stack.runtime_file.name}>")
+        console = runtime.get("console_url", "")
+        say(f"Consoles:      {console}agent, {console}supervisor (add users: ./hotline users add NAME --role ROLE)")
     say(f"logs in {settings.var_dir / 'log'}; try ./hotline chat, or ./hotline call tests/audio/<file>.wav")
     say("Ctrl-C stops everything")
     next_purge = 0.0

@@ -7,6 +7,7 @@ This is the only place in the gateway that reads the environment. Child processe
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class GatewaySettings:
     sip: dict[str, str] = field(default_factory=dict)  # the HOTLINE_SIP_* variables, parsed by SipSettings
     webrtc_timeout_s: float = 15.0
     webrtc_addresses: str = ""  # comma-separated host candidates; "": follow the listening address
+    gateway_id: str = ""  # this process among several sharing one Redis; "": <host name>-<port>
     # the consoles (voice_gateway/console/): their own HTTP port; 0 takes a free one (tests)
     console_host: str = "127.0.0.1"
     console_port: int = 8081
@@ -119,6 +121,7 @@ class Settings:
             sip={k: v for k, v in env.items() if k.startswith("HOTLINE_SIP_")},
             webrtc_timeout_s=float(get("HOTLINE_WEBRTC_TIMEOUT_S", "15")),
             webrtc_addresses=get("HOTLINE_WEBRTC_ADDRESSES", ""),
+            gateway_id=get("HOTLINE_GATEWAY_ID", "") or f"{socket.gethostname()}-{get('HOTLINE_GATEWAY_PORT', '8080')}",
             console_host=get("HOTLINE_CONSOLE_HOST", "127.0.0.1"),
             console_port=int(get("HOTLINE_CONSOLE_PORT", "8081")),
             console_db_url=get("HOTLINE_CONSOLE_DB_URL", ""),

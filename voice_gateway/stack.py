@@ -209,9 +209,16 @@ def _rasa_model_loaded(port: int, token: str) -> bool:
 
 
 def gateway_process(
-    settings: Settings, redis_url: str, rasa_url: str, port: int, token: str, rasa_token: str | None = None
+    settings: Settings,
+    redis_url: str,
+    rasa_url: str,
+    port: int,
+    token: str,
+    rasa_token: str | None = None,
+    console_port: int | None = None,
 ) -> ManagedProcess:
-    """The voice gateway (this environment's Python), after Rasa: it warms up its speech models before serving."""
+    """The voice gateway (this environment's Python), after Rasa: it warms up its speech models before serving.
+    It serves the consoles too, on `console_port` (None: the configured one)."""
     env = dict(os.environ)
     env.update(
         {
@@ -220,6 +227,7 @@ def gateway_process(
             "HOTLINE_GATEWAY_PORT": str(port),
             "HOTLINE_GATEWAY_TOKEN": token,
             "RASA_TOKEN": rasa_token or settings.rasa_token or "",
+            "HOTLINE_CONSOLE_PORT": str(settings.gateway.console_port if console_port is None else console_port),
         }
     )
     if not (settings.gateway.recording_key_file or settings.gateway.recording_key_url):
@@ -285,6 +293,8 @@ class Stack:
             }
             if self.gateway_port is not None:
                 runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
+                console = self.settings.gateway
+                runtime["console_url"] = f"http://{console.console_host}:{console.console_port}/"
                 sip_port = self.settings.gateway.sip_port
                 if sip_port:
                     runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"

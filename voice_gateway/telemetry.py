@@ -82,6 +82,7 @@ class CallTelemetry:
         if turn.speech_end and turn.answered and turn.first_audio is None:
             turn.first_audio = now
             metrics.TURN_GAP.observe(now - turn.speech_end)
+            self.write("gap", self.store.turn_gap, self.call_id, (now - turn.speech_end) * 1000)
 
     # --- the record ---
     def start(self) -> None:

@@ -217,6 +217,12 @@ class FakeStore:
     async def turn(self, *args: Any) -> None:
         self._write("turn", *args)
 
+    async def turn_gap(self, *args: Any) -> None:
+        self._write("turn_gap", *args)
+
+    async def console_state(self, *args: Any, **fields: Any) -> None:
+        self._write("console_state", *args)
+
     async def partial(self, *args: Any) -> None:
         self._write("partial", *args)
 

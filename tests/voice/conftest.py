@@ -33,6 +33,7 @@ class VoiceGateway:
     redis_url: str
     rasa_url: str
     sip_port: int  # SIP over UDP (and TCP) on 127.0.0.1
+    console_port: int  # the consoles (/agent, /supervisor, /api) on http://127.0.0.1
 
     def url(self, path: str = "/twilio", *, token: str | None = None) -> str:
         token = self.token if token is None else token
@@ -48,12 +49,12 @@ def speech_models_installed() -> None:
 
 @pytest.fixture(scope="session")
 def gateway(stack: Stack, speech_models_installed: None) -> Iterator[VoiceGateway]:
-    port, token, sip_port = free_port(), "test-token", free_udp_port()
+    port, token, sip_port, console_port = free_port(), "test-token", free_udp_port(), free_port()
     os.environ["HOTLINE_NO_INPUT_S"] = "3"
-    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token)
+    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=console_port)
     process.env = {**(process.env or {}), "HOTLINE_ASR": "whisper", "HOTLINE_SIP_PORT": str(sip_port)}
     process.start()
-    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, sip_port)
+    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, sip_port, console_port)
     process.stop()
     os.environ.pop("HOTLINE_NO_INPUT_S", None)
 

@@ -213,6 +213,12 @@ class SimulatedCaller:
             next_at += FRAME_MS / 1000
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+    def say_pcm(self, pcm: bytes) -> None:
+        """Queue audio at the caller's rate for the microphone (a test's tone, outside the scripted turns)."""
+        size = frame_bytes(self.rate)
+        for start in range(0, len(pcm) - size + 1, size):
+            self._speech.put_nowait(pcm[start : start + size])
+
     def _heard_audio(self, pcm: bytes) -> None:
         now = time.monotonic()
         self.heard.extend(pcm)
