@@ -262,3 +262,89 @@ class FakeBackend:
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
         self.statuses.append((user.name, status, skills))
         return {"status": status.value, "skills": [s.value for s in skills]}
+
+
+def demo_backend(*, media: bool = True) -> FakeBackend:
+    """A morning on the line: calls in each state, a frustrated caller, a callback waiting (pages, screenshots)."""
+    fake = FakeBackend(media=media)
+    fake.follow = True
+    fake.add(FakeCall("call-0105-0931", waited_s=42, duration_s=118))
+    fake.add(
+        FakeCall(
+            "call-0105-0933",
+            state="bot",
+            queue="social_insurance",
+            duration_s=64,
+            turns=[
+                {
+                    "seq": 1,
+                    "speaker": "caller",
+                    "text": "我想查一下养老保险缴了多少年",
+                    "intent": "pension_years",
+                    "confidence": 0.93,
+                },
+                {
+                    "seq": 1,
+                    "speaker": "bot",
+                    "text": "好的，请说出您的身份证号码。",
+                    "intent": "pension_years",
+                    "confidence": 0.93,
+                },
+            ],
+        )
+    )
+    fake.add(
+        FakeCall(
+            "call-0105-0925",
+            state="agent",
+            queue="employment",
+            agent="agent2",
+            duration_s=412,
+            reason="not_understood",
+            frustration=["连续两次未听懂", "语气急躁"],
+            turns=[
+                {
+                    "seq": 1,
+                    "speaker": "caller",
+                    "text": "失业金怎么领",
+                    "intent": "unemployment_benefit",
+                    "confidence": 0.88,
+                },
+                {
+                    "seq": 1,
+                    "speaker": "bot",
+                    "text": "请问您是在哪个城市参保的？",
+                    "intent": "unemployment_benefit",
+                    "confidence": 0.88,
+                },
+                {
+                    "seq": 2,
+                    "speaker": "caller",
+                    "text": "我都说了好几遍了",
+                    "intent": "nlu_fallback",
+                    "confidence": 0.31,
+                },
+                {
+                    "seq": 2,
+                    "speaker": "bot",
+                    "text": "抱歉，正在为您转接人工服务。",
+                    "intent": "nlu_fallback",
+                    "confidence": 0.31,
+                },
+            ],
+        )
+    )
+    fake.add(
+        FakeCall(
+            "call-0105-0936",
+            queue="general",
+            waited_s=75,
+            priority=0,
+            duration_s=96,
+            reason="complaint",
+            frustration=["要求转人工"],
+        )
+    )
+    fake.add_callback("cb-0105-01", "call-0105-0840", "card")
+    fake.add_callback("cb-0105-02", "call-0105-0902", "general")
+    return fake

@@ -42,6 +42,14 @@ if TYPE_CHECKING:
     from voice_gateway.config import Settings
 
 HERE = Path(__file__).resolve().parent
+QUEUE_LABELS = {  # as the pages show the queues (static/callcard.js has the same)
+    "general": "综合咨询",
+    "social_insurance": "社会保险",
+    "card": "社保卡",
+    "employment": "就业服务",
+    "talent": "人才人事",
+    "arbitration": "劳动关系",
+}
 AUDIT_PAGE_ROWS = 500
 
 
@@ -160,7 +168,7 @@ def make_app(settings: Settings, backend: ConsoleBackend) -> Starlette:
         yield
 
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.globals.update(csrf_cookie=CSRF_COOKIE, csrf_header=CSRF_HEADER)
+    templates.env.globals.update(csrf_cookie=CSRF_COOKIE, csrf_header=CSRF_HEADER, queue_labels=QUEUE_LABELS)
     routes = [
         Route("/", home),
         Route("/login", login_page, methods=["GET"]),
