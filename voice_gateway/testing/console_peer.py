@@ -16,7 +16,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from voice_gateway.transports.webrtc import AgentVoice, CallerAudio
+from voice_gateway.transports.webrtc import AgentVoice, CallerAudio, offer_host_candidates
 
 RATE = 16000
 
@@ -41,7 +41,8 @@ def tone_level(pcm: bytes, hz: float, rate: int = RATE) -> float:
 class ConsolePeer:
     """One person's browser audio, simulated."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.addresses = addresses  # its host candidates (a gateway on loopback reaches only loopback ones)
         self.mic = AgentVoice(RATE)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTrack(self.mic)
@@ -53,6 +54,7 @@ class ConsolePeer:
             self._tasks.append(asyncio.create_task(self._record(track)))
 
     async def offer(self) -> dict:
+        offer_host_candidates(self.addresses)  # aioice's gathering is process-wide
         await self.pc.setLocalDescription(await self.pc.createOffer())  # aiortc gathers before it returns
         return {"sdp": self.pc.localDescription.sdp, "type": "offer"}
 
