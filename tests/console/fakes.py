@@ -52,6 +52,7 @@ class FakeCall:
     reason: str = "caller_request"
     frustration: list[str] = field(default_factory=list)
     wrapup: dict | None = None
+    handled_by: set[str] = field(default_factory=set)  # who had the call as its agent (and may wrap it up)
 
     def as_json(self) -> dict:
         return {
@@ -198,7 +199,7 @@ class FakeBackend:
 
     async def act(self, user: ConsoleUser, action: CallAction, call_id: str, body: dict) -> dict:
         call = self.calls_by_id.get(call_id)
-        wrapping_up = action is CallAction.WRAPUP and call is not None and call.agent == user.name
+        wrapping_up = action is CallAction.WRAPUP and call is not None and user.name in call.handled_by | {call.agent}
         if call is None or (call.state == "ended" and not wrapping_up):
             raise ActionRefused(404, "通话不存在或已结束")
         if action in AGENT_ACTIONS:
@@ -208,7 +209,8 @@ class FakeBackend:
                 if user.role is Role.SUPERVISOR:
                     raise ActionRefused(403, "请先接管这通电话")
                 call.agent, call.state = user.name, "agent"
-            elif call.agent != user.name:
+                call.handled_by.add(user.name)
+            elif call.agent != user.name and not wrapping_up:
                 raise ActionRefused(403, "这不是您的通话")
             elif action is CallAction.HANGUP:
                 call.state = "ended"
@@ -218,6 +220,7 @@ class FakeBackend:
                 call.wrapup = dict(body)
         elif action is CallAction.TAKEOVER:
             call.agent, call.state = user.name, "agent"
+            call.handled_by.add(user.name)
         elif action is CallAction.LEAVE:
             call.supervisors.discard(user.name)
         else:

@@ -21,6 +21,7 @@ const state = {
   skipped: new Set(), // calls another agent took while they rang here
 };
 window.hotlineAgent = state; // for the tests and for a look from the devtools
+window.hotlineRinger = ringer;
 
 function skills() {
   return [...document.querySelectorAll('#agent-status input[name="skill"]:checked')].map((i) => i.value);

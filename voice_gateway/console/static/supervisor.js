@@ -260,6 +260,6 @@ openEvents({ call: onCall, turn: onTurn, partial: onPartial, queue: refreshSoon,
 refreshCalls();
 refreshQueue();
 refreshStats();
-setInterval(tickDurations, 1000);
+setInterval(tickDurations, 500);
 setInterval(refreshStats, STATS_MS);
 setInterval(refreshCalls, 30000); // durations and anything an event missed
