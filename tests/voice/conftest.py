@@ -34,6 +34,7 @@ class VoiceGateway:
     rasa_url: str
     sip_port: int  # SIP over UDP (and TCP) on 127.0.0.1
     console_port: int  # the consoles (/agent, /supervisor, /api) on http://127.0.0.1
+    console_db_url: str  # their users and audit log (add users with voice_gateway.console.store.UserStore)
 
     def url(self, path: str = "/twilio", *, token: str | None = None) -> str:
         token = self.token if token is None else token
@@ -48,13 +49,24 @@ def speech_models_installed() -> None:
 
 
 @pytest.fixture(scope="session")
-def gateway(stack: Stack, speech_models_installed: None) -> Iterator[VoiceGateway]:
+def gateway(
+    stack: Stack, speech_models_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VoiceGateway]:
     port, token, sip_port, console_port = free_port(), "test-token", free_udp_port(), free_port()
+    console_db_url = f"sqlite:///{tmp_path_factory.mktemp('consoles') / 'console.sqlite3'}"
     os.environ["HOTLINE_NO_INPUT_S"] = "3"
-    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=console_port)
-    process.env = {**(process.env or {}), "HOTLINE_ASR": "whisper", "HOTLINE_SIP_PORT": str(sip_port)}
+    process = gateway_process(
+        Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=console_port
+    )
+    process.env = {
+        **(process.env or {}),
+        "HOTLINE_ASR": "whisper",
+        "HOTLINE_SIP_PORT": str(sip_port),
+        "HOTLINE_CONSOLE_DB_URL": console_db_url,
+        "HOTLINE_GATEWAY_ID": "gw-session",
+    }
     process.start()
-    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, sip_port, console_port)
+    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, sip_port, console_port, console_db_url)
     process.stop()
     os.environ.pop("HOTLINE_NO_INPUT_S", None)
 
