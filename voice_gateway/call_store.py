@@ -1,8 +1,8 @@
 """Call records and the live event stream in Redis, for supervisors, agents and the consoles.
 
 Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason, detail), `hotline:call:<id>:turns`
-(list of JSON turns), `hotline:calls:active` (set), `hotline:handoff` (list: calls waiting for a person, oldest
-first). What the consoles follow goes on the `live_events` stream (types "call", "turn", "partial"). Every change
+(list of JSON turns), `hotline:calls:active` (set); calls waiting for a person are in the skill queues
+(voice_gateway/queueing.py). What the consoles follow goes on the `live_events` stream (types "call", "turn", "partial"). Every change
 is also published on the call's own channel `hotline:call:<id>:events` (a page following one
 call subscribes to it; a dashboard following every call subscribes to the pattern `EVENTS_PATTERN`). Caller
 text is masked before it is stored: ID numbers, phone numbers and passwords never reach Redis in clear.
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from hotline_domain.contract import Handoff
 from hotline_domain.privacy import redact, redact_data, redact_partial
 from voice_gateway import live_events
+from voice_gateway.queueing import SkillQueues
 
 EVENTS_PATTERN = "hotline:call:*:events"
 
@@ -30,7 +31,6 @@ def events_channel(call_id: str) -> str:
 
 ACTIVE = "hotline:calls:active"
 GAPS_KEPT = 20_000  # today's turn gaps kept for the dashboard's p95
-HANDOFF_QUEUE = "hotline:handoff"
 RECORD_TTL_S = 7 * 24 * 3600
 
 
@@ -89,20 +89,27 @@ class CallStore:
         await self._publish(call_id, "partial", {"text": masked})
         await live_events.publish(self.redis, "partial", {"call_id": call_id, "text": masked})
 
-    async def handed_off(self, call_id: str, handoff: Handoff) -> int:
-        """Queue the call for a person; returns its position in the queue (1 = next)."""
+    async def handed_off(
+        self,
+        call_id: str,
+        handoff: Handoff,
+        card: dict[str, Any] | None = None,
+        priority: bool = False,
+        queues: SkillQueues | None = None,
+    ) -> int:
+        """Queue the call for a person in its skill's queue (voice_gateway/queueing.py); returns its position in
+        the queue (1 = next). `card` is the context card the agent sees, `priority` the band (65+, or a repeat)."""
         payload = redact_data(handoff.to_payload()[Handoff.KEY])
         entry = json.dumps({"call": call_id, "at": time.time(), **payload}, ensure_ascii=False)
-        position = await self.redis.rpush(HANDOFF_QUEUE, entry)
+        queues = queues or SkillQueues(self.redis, self.gateway)
+        position = await queues.enqueue(call_id, handoff.queue, redact_data(card or {"handoff": payload}), priority)
         await self.redis.hset(f"hotline:call:{call_id}", mapping={"state": "on_hold", "handoff": entry})
         await self._publish(call_id, "handoff", {"position": position, **payload})
+        await self.console_state(call_id, "queued", queue=handoff.queue.value)
         return int(position)
 
     async def ended(self, call_id: str, reason: str, detail: str = "") -> None:
-        """The call is over: it leaves the active set and, if it was still waiting for a person, the queue."""
-        waiting = await self.redis.hget(f"hotline:call:{call_id}", "handoff")
-        if waiting:
-            await self.redis.lrem(HANDOFF_QUEUE, 1, waiting)
+        """The call is over: it leaves the active set (the session takes it out of its queue: `SkillQueues.leave`)."""
         await self.redis.hset(
             f"hotline:call:{call_id}",
             mapping={"state": "ended", "ended": time.time(), "reason": reason, "detail": redact(detail)},
@@ -137,6 +144,7 @@ def call_summary(call_id: str, record: dict[str, str]) -> dict[str, Any]:
         "state": record.get("console", "bot"),
         "queue": record.get("queue") or None,
         "agent": record.get("agent") or None,
+        "last_agent": record.get("last_agent") or None,  # who had it last (their page shows the wrap-up)
         "transport": record.get("transport", ""),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)) if started else None,
         "started": started,

@@ -197,7 +197,7 @@ class RedisBackend:
         if kind in ("queue", "callback"):
             return True
         if kind == "call":
-            return data.get("agent") == user.name or (
+            return user.name in (data.get("agent"), data.get("last_agent")) or (
                 data.get("state") == "queued" and data.get("queue") in {s.value for s in user.skills}
             )
         if kind in ("turn", "partial"):
