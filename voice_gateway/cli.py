@@ -269,6 +269,13 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commit(root: Path) -> str:
+    """The commit a figure was measured on (with "+changes" when the tree has uncommitted changes)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=root, capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def _soak(args: argparse.Namespace, config: object, runtime: dict, url: str, health: dict) -> int:
     from voice_gateway.testing import soak
 
@@ -281,11 +288,13 @@ def _soak(args: argparse.Namespace, config: object, runtime: dict, url: str, hea
     say(f"soak: {config.calls} calls back to back for {args.soak:g} min against {url}")
     result = asyncio.run(soak.soak(config, args.soak, int(pid), health_url))
     result["gateway"] = health
+    result["commit"] = _commit(args.settings.root)
     out = Path(args.out or args.settings.var_dir / "bench")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{config.label}-{config.calls}calls.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1))
-    keys = ("calls_placed", "calls_failed", "rss_growth_pct", "fds_growth", "threads_growth", "tasks_growth")
+    keys = ("calls_placed", "calls_failed", "rss_growth_pct", "rss_second_half_growth_pct", "fds_growth")
+    keys += ("threads_growth", "tasks_growth")
     print(json.dumps({k: result[k] for k in keys} | {"start": result["start"], "end": result["end"]}, indent=1))
     say(f"report: {path}")
     return 0

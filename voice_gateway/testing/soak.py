@@ -21,6 +21,7 @@ from typing import Any
 from voice_gateway.testing.bench import BenchConfig, intent_wavs, one_call
 
 SETTLE_S = 15.0  # after the last call: what is still held then is kept, not in use
+SAMPLE_S = 30.0  # the process is also read this often while the calls run: a leak grows steadily, a cache levels off
 
 
 def process_state(pid: int, health_url: str) -> dict[str, Any]:
@@ -55,9 +56,19 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
             placed.append(await one_call(config, index, wavs, own))
         return placed
 
+    samples: list[dict[str, Any]] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_S)
+            state = await asyncio.to_thread(process_state, gateway_pid, health_url)
+            samples.append({"at_s": round(time.monotonic() - began, 1), **state})
+
     began = time.monotonic()
+    sampler = asyncio.create_task(sample())
     calls = [call for placed in await asyncio.gather(*(slot(i) for i in range(config.calls))) for call in placed]
     wall = time.monotonic() - began
+    sampler.cancel()
     await asyncio.sleep(SETTLE_S)
     end = process_state(gateway_pid, health_url)
     failed = [c for c in calls if "error" in c or not c.get("completed")]
@@ -71,7 +82,18 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
         "start": start,
         "end": end,
         "rss_growth_pct": round(100 * (end["rss_mb"] - start["rss_mb"]) / start["rss_mb"], 2),
+        "rss_second_half_growth_pct": _second_half_growth(samples),
+        "samples": samples,
         "fds_growth": end["fds"] - start["fds"],
         "threads_growth": end["threads"] - start["threads"],
         "tasks_growth": (end["tasks"] or 0) - (start["tasks"] or 0),
     }
+
+
+def _second_half_growth(samples: list[dict[str, Any]]) -> float | None:
+    """RSS growth over the second half of the run (calls in progress at both ends): a leak keeps growing here,
+    caches that fill while the first calls explore them do not."""
+    if len(samples) < 4:
+        return None
+    middle, last = samples[len(samples) // 2], samples[-1]
+    return round(100 * (last["rss_mb"] - middle["rss_mb"]) / middle["rss_mb"], 2)
