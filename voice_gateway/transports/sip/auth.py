@@ -1,4 +1,5 @@
-"""Digest authentication of INVITEs (RFC 2617/7616, MD5, qop=auth) against one user and password."""
+"""Digest authentication (RFC 2617/7616, MD5, qop=auth): of INVITEs against one user and password, and our
+answer to a challenge when we place a call (`digest_authorization`)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,37 @@ class DigestAuth:
         if (now if now is not None else time.time()) - issued > NONCE_TTL_S:
             return "stale"
         return "ok"
+
+
+def digest_authorization(
+    challenge: str, user: str, password: str, method: str, uri: str, cnonce: str, nc: int = 1
+) -> str:
+    """Our answer to a far end's `WWW-Authenticate`/`Proxy-Authenticate` challenge (a call we place): the value of
+    the Authorization (or Proxy-Authorization) header. MD5, with qop=auth when the challenge offers it.
+    ValueError: a challenge we cannot answer (not Digest, another algorithm, no nonce)."""
+    try:
+        parsed = parse_auth(challenge)
+    except (ValueError, IndexError):
+        raise ValueError("unreadable challenge") from None
+    p = parsed.params
+    if parsed.scheme.lower() != "digest" or not p.get("nonce"):
+        raise ValueError(f"not a digest challenge: {parsed.scheme}")
+    if p.get("algorithm", "MD5").upper() != "MD5":
+        raise ValueError(f"digest algorithm {p.get('algorithm')} not supported")
+
+    def h(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    realm, nonce = p.get("realm", ""), p["nonce"]
+    ha1, ha2 = h(f"{user}:{realm}:{password}"), h(f"{method}:{uri}")
+    fields = [f'username="{user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
+    qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
+    if "auth" in qops:
+        count = f"{nc:08x}"
+        response = h(f"{ha1}:{nonce}:{count}:{cnonce}:auth:{ha2}")
+        fields += [f'response="{response}"', "algorithm=MD5", f'cnonce="{cnonce}"', "qop=auth", f"nc={count}"]
+    else:
+        fields += [f'response="{h(f"{ha1}:{nonce}:{ha2}")}"', "algorithm=MD5"]
+    if p.get("opaque"):
+        fields.append(f'opaque="{p["opaque"]}"')
+    return "Digest " + ", ".join(fields)

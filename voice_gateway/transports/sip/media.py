@@ -124,6 +124,10 @@ class RtpStream(asyncio.DatagramProtocol):
         if frames:
             self.on_audio(b"".join(frames))
 
+    def negotiated(self, offer: MediaOffer) -> None:
+        """A call we placed was answered: the far end's address and chosen codec from now on (our socket stays)."""
+        self.offer, self.remote, self._quiet = offer, (offer.address, offer.port), silence(offer.codec)
+
     def error_received(self, exc: Exception) -> None:
         log.debug("%s: RTP socket error: %s", self.name, exc)
 

@@ -108,3 +108,32 @@ def answer_sdp(offer: MediaOffer, ip: str, port: int, session_id: int) -> str:
         "t=0 0",
     ]
     return "\r\n".join(head + [line for block in media for line in block]) + "\r\n"
+
+
+OFFER_DTMF_TYPE = 101
+
+
+def offer_sdp(ip: str, port: int, session_id: int) -> str:
+    """Our offer when we place a call: PCMU, then PCMA, at 8 kHz, and telephone-event, on `ip:port`.
+
+    The far end's answer goes through `negotiate` like an offer would: its first G.711 codec is the one used."""
+    family = "IP6" if ":" in ip else "IP4"
+    return (
+        "\r\n".join(
+            [
+                "v=0",
+                f"o=hotline {session_id} {session_id} IN {family} {ip}",
+                "s=hotline",
+                f"c=IN {family} {ip}",
+                "t=0 0",
+                f"m=audio {port} RTP/AVP 0 8 {OFFER_DTMF_TYPE}",
+                f"a=rtpmap:0 PCMU/{CLOCK_RATE}",
+                f"a=rtpmap:8 PCMA/{CLOCK_RATE}",
+                f"a=rtpmap:{OFFER_DTMF_TYPE} telephone-event/{CLOCK_RATE}",
+                f"a=fmtp:{OFFER_DTMF_TYPE} 0-15",
+                "a=ptime:20",
+                "a=sendrecv",
+            ]
+        )
+        + "\r\n"
+    )

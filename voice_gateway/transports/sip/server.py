@@ -24,6 +24,7 @@ from voice_gateway.flow import EndReason
 from voice_gateway.transports.sip.auth import DigestAuth
 from voice_gateway.transports.sip.call import SipCall
 from voice_gateway.transports.sip.channels import Channel, TcpChannel, UdpChannel, read_tcp_message
+from voice_gateway.transports.sip.dial import Dialer, OutboundCall
 from voice_gateway.transports.sip.dialog import (
     T1,
     T2,
@@ -91,6 +92,7 @@ class SipServer:
         self._pending: dict[str, asyncio.Future[int]] = {}  # our requests, by Via branch
         self._tasks: set[asyncio.Task] = set()
         self._connections: set[asyncio.StreamWriter] = set()  # TCP peers
+        self.dialer = Dialer(self)  # the calls we place (dial.py)
 
     @property
     def advertised_ip(self) -> str:
@@ -104,6 +106,18 @@ class SipServer:
         host = f"[{host}]" if ":" in host else host
         return f"<sip:hotline@{host}:{self.settings.port};transport={channel.transport_name.lower()}>"
 
+    @property
+    def udp(self) -> UdpChannel | None:
+        return self._udp
+
+    async def dial(self, number: str, call_id: str) -> Call:
+        """Call `number` through HOTLINE_SIP_OUTBOUND; the answered call (bot detached), or DialFailed."""
+        return await self.dialer.dial(number, call_id)
+
+    @property
+    def can_dial(self) -> bool:
+        return self.dialer.configured
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         _, self._udp = await loop.create_datagram_endpoint(
@@ -114,8 +128,12 @@ class SipServer:
         log.info(
             "SIP listening on %s:%d (%s)", self.settings.host, self.settings.port, "UDP+TCP" if self._tcp else "UDP"
         )
+        self.switchboard.dialer = self  # type: ignore[attr-defined]  # the desk places callbacks through us
 
     async def stop(self) -> None:
+        if getattr(self.switchboard, "dialer", None) is self:
+            self.switchboard.dialer = None  # type: ignore[attr-defined]
+        self.dialer.stop()
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 self.handle(call, HangUp("gateway_stopping", time.monotonic(), at_once=True))
@@ -185,11 +203,17 @@ class SipServer:
     def _response(self, response: SipResponse) -> None:
         vias = response.via
         future = self._pending.get(vias[0].branch or "") if vias else None
-        if future is not None and not future.done() and response.status_code >= 200:
-            future.set_result(response.status_code)
+        if future is not None:
+            if not future.done() and response.status_code >= 200:
+                future.set_result(response.status_code)
+        elif self.dialer.owns(response.call_id):  # to a call we placed: its INVITE or its CANCEL
+            self.dialer.response(response)
 
     def _request(self, request: SipRequest, addr: tuple[str, int], channel: Channel) -> None:
         method = request.method.upper()
+        if self.dialer.owns(request.call_id):  # the far end of a call we placed (its dialog checks the tags)
+            self.dialer.request(request, addr, channel)
+            return
         if not self.settings.admits(addr[0]):
             metrics.REFUSED.labels("sip_forbidden").inc()
             if method != "ACK":
@@ -412,7 +436,7 @@ class SipServer:
         call.channel.send(data, call.addr)
         return message.via[0].branch or "", data
 
-    async def _await_answer(self, call: SipCall, branch: str, data: bytes) -> int | None:
+    async def _await_answer(self, call: SipCall | OutboundCall, branch: str, data: bytes) -> int | None:
         """Wait for the final answer to a request just sent, sending it again over UDP (T1 doubling to T2).
 
         Registered before the first await: the answer's datagram is handled on a later turn of the loop.

@@ -39,6 +39,14 @@ def parse_agents(text: str) -> dict[str, str]:
     return agents
 
 
+def parse_outbound(text: str) -> str:
+    """HOTLINE_SIP_OUTBOUND: where the calls we place go, a sip: URI with `{number}` in it ("" : no dialling out)."""
+    text = text.strip()
+    if text and (not re.match(r"^sip:\S*\{number\}\S*@\S+$", text) or text.count("{") != 1 or text.count("}") != 1):
+        raise ValueError(f"HOTLINE_SIP_OUTBOUND: expected sip:{{number}}@host[:port], got {text!r}")
+    return text
+
+
 @dataclass
 class SipSettings:
     host: str = "127.0.0.1"
@@ -50,11 +58,13 @@ class SipSettings:
     agents: dict[str, str] = field(default_factory=dict)
     public_ip: str = ""  # advertised in SDP and Contact when the gateway sits behind NAT
     rtp_latch: bool = False  # accept RTP from the signalling address instead of the SDP one (callers behind NAT)
+    outbound: str = ""  # calls we place (callbacks): a URI template with {number}, "sip:{number}@pbx:5060"; "": none
+    outbound_from: str = "12333"  # the user part of our From when we place a call: the number the callee sees
 
     @classmethod
     def from_settings(cls, gateway: GatewaySettings) -> SipSettings:
         """From the HOTLINE_SIP_* variables the gateway's settings read: HOTLINE_SIP_TCP, _ALLOW, _USER,
-        _PASSWORD, _AGENTS, _PUBLIC_IP, _RTP_LATCH (docs/sip.md)."""
+        _PASSWORD, _AGENTS, _PUBLIC_IP, _RTP_LATCH, _OUTBOUND, _OUTBOUND_FROM (docs/sip.md)."""
         env = gateway.sip.get
         return cls(
             host=gateway.sip_host or gateway.host,
@@ -66,6 +76,8 @@ class SipSettings:
             agents=parse_agents(env("HOTLINE_SIP_AGENTS", "")),
             public_ip=env("HOTLINE_SIP_PUBLIC_IP", ""),
             rtp_latch=env("HOTLINE_SIP_RTP_LATCH", "") == "1",
+            outbound=parse_outbound(env("HOTLINE_SIP_OUTBOUND", "")),
+            outbound_from=env("HOTLINE_SIP_OUTBOUND_FROM", "12333"),
         )
 
     def admits(self, ip: str) -> bool:
