@@ -13,6 +13,7 @@ finalised recognizers per sample rate, and `warm_up()` fills it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -248,6 +249,8 @@ MIN_SECONDS = 0.3
 MIN_DBFS = -50.0
 PREVIEW_TAIL_DBFS = -40.0  # after a preview only the end-of-turn silence follows: quieter than this, it is reused
 MAX_SECONDS = 60.0
+WHISPER_CONTEXT = 448  # the decoder's tokens: the prompt, the start tokens and what it writes
+START_TOKENS = 5  # <|startofprev|>, <|startoftranscript|>, language, task, <|notimestamps|>
 TOKENS_PER_SECOND = 15  # fast Mandarin is ~6 characters a second, at most 2 tokens each
 # Whisper base makes these up on silence, noise and very short audio (film subtitles, video sign-offs)
 HALLUCINATIONS = (
@@ -337,6 +340,13 @@ class WhisperRecognizer:
         )
         list(segments)
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (a few prompts, and the recognizer lives as long as the process)
+    def _room_after(self, prompt: str) -> int:
+        """How many tokens Whisper may write after `prompt`: its decoder holds 448 with the prompt (at most 223 of
+        it) and the start tokens; asking for more raises ValueError (a 24 s utterance after the domain prompt did)."""
+        tokens = min(len(self.model.hf_tokenizer.encode(" " + prompt.strip()).ids), WHISPER_CONTEXT // 2 - 1)
+        return WHISPER_CONTEXT - tokens - START_TOKENS
+
     def transcribe(self, pcm16k: bytes, prompt: str | None = None, beam_size: int | None = None) -> Transcript:
         """Transcribe a whole utterance of 16 kHz PCM, with the hallucination guards."""
         seconds = len(pcm16k) / 32000
@@ -352,7 +362,7 @@ class WhisperRecognizer:
             condition_on_previous_text=False,
             without_timestamps=True,
             temperature=0.0,  # no sampling fallback: deterministic, and a bounded wait for the caller
-            max_new_tokens=min(440, int(TOKENS_PER_SECOND * seconds) + 16),  # a loop stops early
+            max_new_tokens=min(self._room_after(prompt or self.prompt), int(TOKENS_PER_SECOND * seconds) + 16),
         )
         kept = [s for s in segments if _is_speech(s)]
         raw = "".join(s.text for s in kept).strip()

@@ -165,6 +165,19 @@ def test_whisper_hears_nothing_in_silence_and_noise(whisper: WhisperRecognizer, 
     assert transcript.text == "" and transcript.confidence == 0.0
 
 
+def test_a_long_turn_with_hints_is_transcribed(whisper: WhisperRecognizer) -> None:
+    """A caller talking for 25 s while the dialogue gives hints: the prompt (~200 tokens) and the tokens asked for
+    must fit Whisper's 448 together (this raised ValueError)."""
+    entries = BY_KIND["intent"][:12]
+    pcm = b"".join(read_wav(e["file"])[0] for e in entries if read_wav(e["file"])[1] == 16000)
+    assert len(pcm) / 32000 > 24
+    utterance = whisper.utterance(16000, ["失业登记", "劳动仲裁", "人事档案", "社保卡挂失", "养老金资格认证"] * 4)
+    for frame in frames(pcm, 16000):
+        utterance.accept(frame)
+    text = utterance.finish().text
+    assert "人工" in text and len(text) > 60, text
+
+
 def test_whisper_ignores_too_short_audio(whisper: WhisperRecognizer) -> None:
     pcm, rate = read_wav("intent_greet_1.wav")
     assert recognise(whisper, pcm[: int(0.25 * rate) * 2], rate).text == ""
