@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 
@@ -31,6 +32,7 @@ from voice_gateway.browser_person import BadOffer, BrowserPerson
 from voice_gateway.call_events import EndReason
 from voice_gateway.call_store import CallStore
 from voice_gateway.calls import Call, Switchboard
+from voice_gateway.transports.sip.dial import DialFailed
 from voice_gateway.transports.webrtc import WebRtcSettings
 
 log = logging.getLogger("hotline.desk")
@@ -57,6 +59,14 @@ class QueueDesk(Protocol):
     async def requeue(self, call_id: str) -> None: ...
 
     async def handled(self, skill: HandoffQueue, call_id: str, seconds: float) -> None: ...
+
+
+class CallbackDesk(Protocol):
+    """What dialling a callback needs of the queues (SkillQueues)."""
+
+    async def callback_number(self, callback_id: str) -> str: ...
+
+    async def set_callback_state(self, callback_id: str, state: str) -> None: ...
 
 
 class Refusal(Exception):
@@ -148,6 +158,8 @@ class Desk:
             "leave": self._leave,
         }.get(action)
         try:
+            if action == "dial":  # a callback: no call yet, the desk places it
+                return {"ok": True, **await self._dial(call_id, user, body)}
             if handler is None:
                 raise Refusal(400, "没有这个操作")
             call = self.switchboard.calls.get(call_id)
@@ -246,6 +258,59 @@ class Desk:
             await self.store.console_state(call.call_id, "queued", agent="", queue=seat.skill.value)
         except Exception:
             log.exception("call %s: back to the queue failed", call.call_id)
+
+    # --- callbacks: the agent calls the caller back over SIP ---
+    async def _dial(self, call_id: str, user: str, body: dict) -> dict:
+        """Open the sealed number, place the call, and put the agent's browser on it once the callee answers
+        (the answer waits for that: up to the ring timeout). The callback is dialling meanwhile, waiting again if
+        the call does not get through, done when the call it became ends."""
+        dialer = getattr(self.switchboard, "dialer", None)  # the gateway's SipServer, while it runs
+        if dialer is None or not dialer.can_dial:
+            raise Refusal(409, "没有配置外呼线路，请用电话回拨后标记完成")
+        callbacks = cast(CallbackDesk, self.queues)
+        callback_id = str(body.get("callback_id") or call_id.removeprefix("callback-"))
+        try:
+            number = await callbacks.callback_number(callback_id)
+        except KeyError:
+            raise Refusal(404, "没有这条回电登记") from None
+        placed: list[Call] = []
+        person = BrowserPerson(
+            user, Role.AGENT, self.webrtc, lambda p: [c.end(EndReason.AGENT_HUNG_UP) for c in placed]
+        )
+        answer = await _answer(person, body)
+        await callbacks.set_callback_state(callback_id, "dialling")
+        try:
+            call = await dialer.dial(number, call_id)
+        except BaseException as exc:
+            await person.close()
+            with contextlib.suppress(Exception):
+                await callbacks.set_callback_state(callback_id, "waiting")
+            if isinstance(exc, DialFailed):
+                raise Refusal(exc.status, f"回拨未接通：{exc.reason}" if exc.status == 502 else exc.reason) from None
+            raise
+        placed.append(call)
+
+        async def done(reason: EndReason, detail: str) -> None:
+            await callbacks.set_callback_state(callback_id, "done")
+
+        call.on_close.append(done)
+        if call.ended:
+            await person.close()
+            await done(EndReason.CALLER_HUNG_UP, "")
+            raise Refusal(404, "对方已挂机")
+        seat = self._seat(call)
+        seat.agent, seat.since = person, time.monotonic()
+        seat.skill = _skill(body.get("queue"))
+        call.bridge.join(person)
+        console = functools.partial(
+            self.store.console_state, call.call_id, "agent", agent=user, last_agent=user, queue=seat.skill.value
+        )
+        telemetry = getattr(call.bot, "telemetry", None)  # after the bot's own "started" write, in order
+        if telemetry is not None:
+            telemetry.write("console", console)
+        else:
+            await console()
+        return {"sdp": answer, "type": "answer", "call_id": call.call_id}
 
     # --- supervisors ---
     async def _supervise(self, call: Call, user: str, action: str, body: dict) -> dict:
