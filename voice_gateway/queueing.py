@@ -305,6 +305,7 @@ class SkillQueues:
             "number_sealed": base64.b64encode(sealed).decode(),
             "at": time.time(),
             "state": "waiting",
+            "gateway": self.gateway,  # the one that dials it (it has the key to open the number)
         }
         await self.redis.hset(CALLBACKS, callback_id, json.dumps(entry, ensure_ascii=False))
         shown = _shown(entry)

@@ -251,7 +251,7 @@ class FakeBackend:
             if not peer.closed:
                 await peer.close()
 
-    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction) -> dict:
+    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction, body: dict) -> dict:
         entry = self.callbacks.get(callback_id)
         if entry is None:
             raise ActionRefused(404, "没有这条回电记录")

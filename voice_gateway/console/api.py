@@ -98,9 +98,12 @@ async def callback(request: Request) -> Response:
     except ValueError:
         return _error(404, "没有这个操作")
     callback_id = request.path_params["callback_id"]
+    body = await _body(request)  # dial: the browser's WebRTC offer
+    if body is None:
+        return _error(400, "请求内容应为 JSON 对象")
     backend: ConsoleBackend = request.app.state.backend
     try:
-        result = await backend.callback(request.state.user, callback_id, action)
+        result = await backend.callback(request.state.user, callback_id, action, body)
     except ActionRefused as refused:
         return _error(refused.status, refused.message)
     audited = AuditAction.CALLBACK_DIAL if action is CallbackAction.DIAL else AuditAction.CALLBACK_DONE

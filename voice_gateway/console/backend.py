@@ -33,8 +33,11 @@ JSON shapes (what the pages get; times are ISO 8601 UTC strings, durations whole
   the browser's WebRTC offer `{"sdp", "type": "offer"}` (ICE gathered, no trickle) and answer with at least
   `{"sdp", "type": "answer"}`; `hangup`, `return`, `leave` get `{}`; `wrapup` gets `{"note", "disposition"}`
   (one of `DISPOSITIONS`), and is accepted from the call's agent after the call ended too;
-- `callback(user, callback_id, action)`, served by `POST /api/callbacks/{callback_id}/{dial|done}`: the entry
-  as it now is (`dial`: the gateway places the call to the sealed number and bridges it to this user);
+- `callback(user, callback_id, action, body)`, served by `POST /api/callbacks/{callback_id}/{dial|done}`: `done`
+  gets `{}` and answers the entry as it now is; `dial` gets the browser's WebRTC offer `{"sdp", "type": "offer"}`:
+  the gateway places the call to the sealed number and, once the callee answers (the request waits up to ~35 s),
+  answers `{"sdp", "type": "answer", "call_id", "callback"}` with this user as the call's agent; 502 with the
+  reason when the call does not get through (the callback is waiting again);
 - `set_status(...)`: a dict answered as JSON with status 200.
 """
 
@@ -146,8 +149,9 @@ class ConsoleBackend(Protocol):
         fails or closes before a hang-up, the backend puts the caller back at the head of the queue."""
         ...
 
-    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction) -> dict:
-        """Dial a callback or mark it done; answers the entry as it now is. 404: no such entry; 409: done."""
+    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction, body: dict) -> dict:
+        """Dial a callback (`body`: the browser's offer) or mark it done. 404: no such entry; 409: done or being
+        dialled, or no outbound line; 502: the call did not get through."""
         ...
 
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:

@@ -25,6 +25,7 @@ from voice_gateway.console.roles import ConsoleUser, Role
 
 DISPOSITIONS = {"resolved": "已解决", "callback": "需回电", "transferred": "已转办", "other": "其他"}
 MAX_NOTE = 2000
+DIAL_WAIT_S = 40.0  # a callback rings for up to 30 s (the SIP ring timeout), then its CANCEL is answered
 LONG_SILENCE_PROMPTS = ("您还在吗",)  # the bot's reprompt after the caller said nothing
 REASON_LABELS = {
     HandoffReason.CALLER_REQUEST: "来电人要求转人工",
@@ -253,7 +254,7 @@ class RedisBackend:
         await self.queues.set_agent(user.name, status.value, skills)
         return {"status": status.value, "skills": [s.value for s in skills]}
 
-    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction) -> dict:
+    async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction, body: dict) -> dict:
         known = {str(c.get("id")): c for c in await self.queues.callbacks()}
         entry = known.get(callback_id)
         if entry is None:
@@ -263,7 +264,24 @@ class RedisBackend:
         if action is CallbackAction.DONE:
             await self.queues.set_callback_state(callback_id, "done")
             return {"callback": {**entry, "state": "done"}}
-        raise ActionRefused(409, "这台服务器没有配置外呼线路，请用电话回拨后标记完成")
+        if entry.get("state") == "dialling":
+            raise ActionRefused(409, "这条回电正在拨打")
+        gateway = str(entry.get("gateway") or (await self._record(str(entry.get("call_id")))).get("gateway", ""))
+        if not gateway:
+            raise ActionRefused(409, "找不到可以外呼的服务器，请用电话回拨后标记完成")
+        offer = {"sdp": body.get("sdp"), "type": body.get("type"), "callback_id": callback_id}
+        answer = await desk.command(  # the callee answering can take the ring timeout: waited for that long
+            self.redis,
+            gateway,
+            "dial",
+            f"callback-{callback_id}",
+            user.name,
+            {**offer, "queue": entry.get("queue")},
+            max(self.command_timeout_s, DIAL_WAIT_S),
+        )
+        if not answer.pop("ok", False):
+            raise ActionRefused(int(answer.get("status", 500)), str(answer.get("message", "回拨失败")))
+        return {**answer, "callback": {**entry, "state": "dialling"}}
 
 
 def _reason_label(reason: str) -> str:
