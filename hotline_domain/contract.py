@@ -5,7 +5,7 @@ Both sides import this module: the Rasa actions (Python 3.10) build a payload an
 is JSON, one known key per `custom` payload (`docs/dialogue.md`):
 
     {"collect_digits": {"slot", "max_digits", "terminator", "star_means"?, "speech_allowed", "secret"?}}
-    {"handoff": {"reason", "queue", "identity": {"id_number", "verified"}, "slots", "summary"}}
+    {"handoff": {"reason", "queue", "identity": {"id_number", "verified", "senior"?, "repeat"?}, "slots", "summary"}}
     {"hangup": {"reason"}}
 
 Anything else (an unknown key, a wrong type, two keys in one payload) is refused with `ContractError`.
@@ -191,19 +191,24 @@ class CallerIdentity:
 
     id_number: str | None = None  # masked (110105********1230), None if not given
     verified: bool = False
+    senior: bool = False  # 65 or older today, from the ID number's birth date: served first
+    repeat: bool = False  # the same ID number called in the last 24 h (the action server's keyed hash): first too
 
     def __post_init__(self) -> None:
         _check(self.id_number, (str, type(None)), "handoff.identity.id_number")
         if self.id_number is not None and "*" not in self.id_number:
             raise ContractError("handoff.identity.id_number must be masked")
         _check(self.verified, bool, "handoff.identity.verified")
+        _check(self.senior, bool, "handoff.identity.senior")
+        _check(self.repeat, bool, "handoff.identity.repeat")
 
     def to_json(self) -> dict[str, Any]:
-        return {"id_number": self.id_number, "verified": self.verified}
+        flags = {name: True for name in ("senior", "repeat") if getattr(self, name)}  # only when set
+        return {"id_number": self.id_number, "verified": self.verified, **flags}
 
     @classmethod
     def from_json(cls, value: object) -> CallerIdentity:
-        inner = _keys(value, "handoff.identity", {"id_number", "verified"}, set())
+        inner = _keys(value, "handoff.identity", {"id_number", "verified"}, {"senior", "repeat"})
         return cls(**inner)
 
 

@@ -4,7 +4,7 @@ event and command dataclasses `CallFlow` (flow.py) takes and gives. Time comes i
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hotline_domain.contract import BotTurn, Handoff, HandoffReason
 
@@ -149,6 +149,33 @@ class CallerHungUp:
     now: float
 
 
+@dataclass(frozen=True)
+class QueueStatus:
+    """Where a caller waiting for a person stands: place (None: not in a queue), estimated wait (None: nothing
+    honest to say), agents of the queue free now, and whether a callback can be registered."""
+
+    position: int | None
+    wait_s: float | None
+    agents_available: int
+    can_call_back: bool
+    now: float
+
+
+@dataclass(frozen=True)
+class CallbackRegistered:
+    """The callback the caller asked for is registered (or could not be)."""
+
+    ok: bool
+    now: float
+
+
+@dataclass(frozen=True)
+class BackInQueue:
+    """The person's side dropped mid-call: the caller is back in the queue, at its front, on hold."""
+
+    now: float
+
+
 Event = (
     CallStarted
     | SpeechOnset
@@ -164,6 +191,9 @@ Event = (
     | ServiceClosing
     | Tick
     | CallerHungUp
+    | QueueStatus
+    | CallbackRegistered
+    | BackInQueue
 )
 
 
@@ -213,4 +243,27 @@ class HangUp:
     detail: str = ""  # the dialogue's own reason, when it ended the call
 
 
-Command = Say | StopSpeaking | PauseSpeaking | ResumeSpeaking | AskDialogue | SendKeys | HandOver | HangUp
+@dataclass(frozen=True)
+class CheckQueue:
+    """Find out where the waiting caller stands (answered with `QueueStatus`)."""
+
+
+@dataclass(frozen=True)
+class RegisterCallback:
+    """Register a callback to `number` (answered with `CallbackRegistered`); the number is never shown."""
+
+    number: str = field(repr=False)
+
+
+Command = (
+    Say
+    | StopSpeaking
+    | PauseSpeaking
+    | ResumeSpeaking
+    | AskDialogue
+    | SendKeys
+    | HandOver
+    | HangUp
+    | CheckQueue
+    | RegisterCallback
+)

@@ -2,8 +2,8 @@
 
 Keys: `hotline:call:<id>` (hash: state, transport, started, ended, reason, detail), `hotline:call:<id>:turns`
 (list of JSON turns), `hotline:calls:active` (set); calls waiting for a person are in the skill queues
-(voice_gateway/queueing.py). What the consoles follow goes on the `live_events` stream (types "call", "turn", "partial"). Every change
-is also published on the call's own channel `hotline:call:<id>:events` (a page following one
+(voice_gateway/queueing.py). What the consoles follow goes on the `live_events` stream (types "call", "turn",
+"partial"). Every change is also published on the call's own channel `hotline:call:<id>:events` (a page following one
 call subscribes to it; a dashboard following every call subscribes to the pattern `EVENTS_PATTERN`). Caller
 text is masked before it is stored: ID numbers, phone numbers and passwords never reach Redis in clear.
 """

@@ -47,6 +47,10 @@ class GatewaySettings:
     kms_token: str = ""  # sent to the key service as a bearer token
     recording_retention_days: float = 30.0  # `hotline purge` (and `hotline up`, hourly) deletes older recordings
     no_input_s: float = 8.0
+    # a caller waiting for a person (voice_gateway/hold.py): announcements, the callback offer, the waiting limit
+    queue_announce_s: float = 30.0
+    queue_callback_offer_s: float = 180.0  # an estimated wait this long (or none, or no agent free): offer a callback
+    queue_limit_s: float = 600.0  # then a last callback offer and a goodbye
     # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
     end_silence_ms: int = 600
     rasa_timeout_s: float = 5.0  # one dialogue turn; slower than this is a failure the caller hears about
@@ -112,6 +116,9 @@ class Settings:
             kms_token=get("HOTLINE_KMS_TOKEN", ""),
             recording_retention_days=float(get("HOTLINE_RECORDING_RETENTION_DAYS", "30")),
             no_input_s=float(get("HOTLINE_NO_INPUT_S", "8")),
+            queue_announce_s=float(get("HOTLINE_QUEUE_ANNOUNCE_S", "30")),
+            queue_callback_offer_s=float(get("HOTLINE_QUEUE_CALLBACK_OFFER_S", "180")),
+            queue_limit_s=float(get("HOTLINE_QUEUE_LIMIT_S", "600")),
             end_silence_ms=int(get("HOTLINE_END_SILENCE_MS", "600")),
             rasa_timeout_s=float(get("HOTLINE_RASA_TIMEOUT_S", "5")),
             drain_s=float(get("HOTLINE_DRAIN_S", "1800")),

@@ -7,17 +7,21 @@ it, ask the dialogue, hand over, hang up. Time comes in with every event, so tes
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
-from hotline_domain.contract import BotTurn, CollectDigits, Handoff, HandoffReason
+from hotline_domain.contract import KEYPAD_KEYS, BotTurn, CollectDigits, Handoff, HandoffReason
 from voice_gateway.call_events import (
     UNAVAILABLE,
     AskDialogue,
+    BackInQueue,
     BotResumed,
+    CallbackRegistered,
     CallerHungUp,
     CallStarted,
     CallState,
+    CheckQueue,
     Command,
     DialogueAnswered,
     EndReason,
@@ -31,6 +35,8 @@ from voice_gateway.call_events import (
     PersonTookOver,
     PlaybackFailed,
     PlaybackFinished,
+    QueueStatus,
+    RegisterCallback,
     ResumeSpeaking,
     Say,
     SendKeys,
@@ -41,17 +47,22 @@ from voice_gateway.call_events import (
     Tick,
     UtteranceRecognised,
 )
+from voice_gateway.hold import Hold, HoldPhase
+from voice_gateway.speech_text import cardinal, digits_spoken
 
 __all__ = [
     "BACKCHANNEL",
     "CONTINUE_S",
     "UNAVAILABLE",
     "AskDialogue",
+    "BackInQueue",
     "BotResumed",
     "CallFlow",
     "CallStarted",
     "CallState",
+    "CallbackRegistered",
     "CallerHungUp",
+    "CheckQueue",
     "Command",
     "DialogueAnswered",
     "EndReason",
@@ -66,6 +77,8 @@ __all__ = [
     "PlaybackFailed",
     "PlaybackFinished",
     "Prompts",
+    "QueueStatus",
+    "RegisterCallback",
     "ResumeSpeaking",
     "Say",
     "SendKeys",
@@ -79,6 +92,8 @@ __all__ = [
 ]
 
 CONTINUE_S = 0.8  # the caller who starts speaking this soon after the answer began was still finishing their turn
+QUEUE_MINUTES = 30  # estimates up to this many minutes are said as such; longer is 半个小时以上
+CALLBACK_DIGITS = (7, 12)  # a callback number: a local landline to a mobile with its area code or 0
 BACKCHANNEL = re.compile(r"^(嗯+|啊+|哦+|噢+|对+|是+|好+|好的|行|嗯嗯|对对|是的|OK|ok)[。，！!,.]?$")
 
 
@@ -88,6 +103,9 @@ class Timing:
     no_input_reprompts: int = 2  # then hand over (or end the call)
     inter_digit_s: float = 5.0
     max_call_s: float = 600.0
+    queue_announce_s: float = 30.0  # on hold: the position and the wait are said again this often
+    queue_callback_offer_s: float = 180.0  # an estimate this long (or none, or no agent free): a callback offer
+    queue_limit_s: float = 600.0  # the longest a caller is kept waiting: then a last offer and a goodbye
 
 
 @dataclass
@@ -101,15 +119,52 @@ class Prompts:
     welcome_back: str = "您好，我是智能客服，请问还有什么可以帮您？"
     closing: str = "非常抱歉，系统需要维护，本次通话即将结束。请您稍后再拨打12333，再见。"
     transferring: str = "正在为您转接人工客服，请不要挂机。"  # the queue cannot say a position
+    # on hold (hold.py): announcements, the callback offer, the waiting limit
+    queue_now: str = "马上为您接通。"
+    queue_no_estimate: str = "现在还无法估计需要等多久，请您耐心等候。"
+    queue_no_agent: str = "人工客服暂时都在忙，现在还无法估计需要等多久。"
+    queue_over_half_hour: str = "大约需要半个小时以上。"
+    callback_offer: str = "不想等的话，请按一，我们给您回电。"
+    callback_number: str = "请在电话按键上输入您的手机号码，以井号键结束。"
+    callback_bad_number: str = "号码位数不对，请重新输入，以井号键结束。"
+    callback_done: str = "好的，我们会尽快给您回电。感谢来电，再见。"
+    callback_failed: str = "抱歉，回电登记没有成功，请您继续等候。"
+    queue_limit: str = "非常抱歉，现在等待的人比较多。"
+    queue_limit_goodbye: str = "非常抱歉，现在等待的人比较多，请您稍后再拨打12333。感谢来电，再见。"
+    queue_no_answer_goodbye: str = "没有收到您的按键，请您稍后再拨打12333。感谢来电，再见。"
+    back_in_queue: str = "非常抱歉，刚才的通话中断了，正在为您重新接通人工客服。"
 
     def canned(self) -> tuple[str, ...]:
         """What the agent must be able to say when its synthesiser fails: rendered ahead, at start."""
         return (self.dialogue_down,)
 
     def queue_position(self, position: int) -> str:
-        """What a caller waiting for a person hears: how many are ahead of them (1 = next)."""
-        ahead = "您是下一位" if position <= 1 else f"您前面还有{position - 1}位来电"
-        return f"{ahead}，请不要挂机，人工客服马上为您服务。"
+        """How many callers are ahead of this one (1 = next), in words: 您前面还有两位。"""
+        return "您是下一位。" if position <= 1 else f"您前面还有{_count(position - 1)}位。"
+
+    def queue_wait(self, wait_s: float | None, agents_available: int) -> str:
+        """The estimated wait, honestly: in whole minutes, or that there is no estimate (and why)."""
+        if wait_s is None:
+            return self.queue_no_agent if agents_available == 0 else self.queue_no_estimate
+        if wait_s <= 0:
+            return self.queue_now
+        minutes = max(1, math.ceil(wait_s / 60))
+        return self.queue_over_half_hour if minutes > QUEUE_MINUTES else f"大约需要{_count(minutes)}分钟。"
+
+    def callback_confirm(self, number: str) -> str:
+        """The callback number read back by its last four digits only."""
+        return f"您输入的号码尾号是{digits_spoken(number[-4:])}，确认请按一，重新输入请按二。"
+
+    def hold_texts(self, positions: int) -> list[str]:
+        """The hold's sentences that depend on a number (places, minutes), for rendering ahead."""
+        return [self.queue_position(n) for n in range(1, positions + 1)] + [
+            self.queue_wait(60.0 * m, 1) for m in range(1, QUEUE_MINUTES + 1)
+        ]
+
+
+def _count(n: int) -> str:
+    """A count before a measure word: 两位, 两分钟, 十二位."""
+    return "两" if n == 2 else cardinal(n)
 
 
 @dataclass
@@ -136,11 +191,17 @@ class CallFlow:
     _onset_at: float = -1.0  # when the caller's latest sound began
     _answered_at: float = -1.0  # when the latest answer began
     _gave_up: bool = False  # a part failed and the caller was handed over: later failures change nothing
+    hold: Hold | None = None  # waiting for a person, once the call is in a queue (or lost its person)
 
     @property
     def expects_digits(self) -> bool:
         """The dialogue asked for a number (ID, card, password): the caller may read digits out, with pauses."""
         return self._collect is not None
+
+    @property
+    def hold_music(self) -> bool:
+        """The caller waits for a person with nothing being keyed: the hold music plays between the words."""
+        return self.state is CallState.ON_HOLD and self.hold is not None and self.hold.phase is HoldPhase.WAITING
 
     # --- the one entry point ---
     def handle(self, event: Event) -> list[Command]:
@@ -168,6 +229,8 @@ class CallFlow:
                 return self._played(utterance, now)
             case PlaybackFailed(utterance, _, now):
                 self._playing.pop(utterance, None)
+                if self.state is CallState.ON_HOLD:
+                    return self._played(utterance, now)  # a hold prompt not heard: the hold carries on
                 return self._failed(Part.SYNTHESISER, now)
             case PersonTookOver():
                 return self._person_took_over()
@@ -177,6 +240,12 @@ class CallFlow:
                 return self._closing(now)
             case Tick(now):
                 return self._tick(now)
+            case QueueStatus():
+                return self._queue_status(event)
+            case CallbackRegistered(ok, now):
+                return self._callback_registered(ok, now)
+            case BackInQueue(now):
+                return self._back_in_queue(now)
         return []
 
     # --- handlers ---
@@ -243,6 +312,8 @@ class CallFlow:
         return [*commands, AskDialogue(text, replaces_last=replaces_last)]
 
     def _key(self, key: str, now: float) -> list[Command]:
+        if self.state is CallState.ON_HOLD:
+            return self._hold_key(key, now)
         if self.state in (CallState.ON_HOLD, CallState.THINKING, CallState.WITH_PERSON) or key not in "0123456789*#":
             return []
         if key == "#" and not self._digits:
@@ -269,6 +340,8 @@ class CallFlow:
         return commands
 
     def _submit_digits(self) -> list[Command]:
+        if self.state is CallState.ON_HOLD:
+            return self._callback_number()
         digits, secret = self._digits, self._collect is not None and self._collect.secret
         self._digits, self._collect = "", None
         self._asked, self._joining = "", ""  # keys are never joined with speech
@@ -310,6 +383,12 @@ class CallFlow:
 
     def _played(self, utterance: int, now: float) -> list[Command]:
         self._playing.pop(utterance, None)
+        if self.state is CallState.ON_HOLD:
+            if self._playing or not isinstance(self._after_playback, HangUp):
+                return []
+            then, self._after_playback = self._after_playback, None
+            self.state = CallState.ENDED
+            return [then]  # the hold's goodbye has been heard
         if self._playing or self.state is not CallState.SPEAKING:
             return []
         then, self._after_playback = self._after_playback, None
@@ -344,6 +423,7 @@ class CallFlow:
         self._after_playback, self._collect, self._digits = None, None, ""
         self._asked, self._joining = "", ""
         self.state = CallState.WITH_PERSON
+        self.hold = None
         return stop
 
     def _closing(self, now: float) -> list[Command]:
@@ -356,12 +436,17 @@ class CallFlow:
         return [*stop, say]
 
     def _bot_resumed(self, now: float) -> list[Command]:
-        if self.state is not CallState.WITH_PERSON:
+        if self.state not in (CallState.WITH_PERSON, CallState.ON_HOLD):
             return []
+        stop: list[Command] = [StopSpeaking()] if self._playing else []
+        self._playing.clear()
+        self.hold, self._collect, self._digits, self._after_playback = None, None, "", None
         self._reprompts = 0
-        return self._say_then([self.prompts.welcome_back], None, now)
+        return [*stop, *self._say_then([self.prompts.welcome_back], None, now)]
 
     def _tick(self, now: float) -> list[Command]:
+        if self.state is CallState.ON_HOLD:
+            return self._hold_tick(now)
         if (
             self.started is not None
             and now - self.started > self.timing.max_call_s
@@ -386,3 +471,127 @@ class CallFlow:
         if self.hand_over_on_no_input:
             return self._say_then([self.prompts.no_input_handover], HandOver(Handoff(HandoffReason.NO_INPUT)), now)
         return self._say_then([self.prompts.no_input_goodbye], HangUp(EndReason.NO_INPUT), now)
+
+    # --- on hold: waiting for a person (hold.py) ---
+    def _stop_prompt(self) -> list[Command]:
+        if not self._playing:
+            return []
+        self._playing.clear()
+        return [StopSpeaking()]
+
+    def _queue_status(self, status: QueueStatus) -> list[Command]:
+        """Where the caller stands: said at once (the first time, and every `queue_announce_s`)."""
+        if self.state is not CallState.ON_HOLD:
+            return []
+        if self.hold is None:
+            self.hold = Hold(since=status.now)
+        hold = self.hold
+        hold.checking, hold.can_call_back = False, status.can_call_back
+        if hold.phase is not HoldPhase.WAITING or hold.limit_at is not None:
+            return []
+        hold.announced_at = status.now
+        if status.position is None:
+            return [self._say(self.prompts.transferring, interruptible=False)]
+        text = self.prompts.queue_position(status.position) + self.prompts.queue_wait(
+            status.wait_s, status.agents_available
+        )
+        long_wait = status.wait_s is None or status.wait_s >= self.timing.queue_callback_offer_s
+        if status.can_call_back and (long_wait or status.agents_available == 0):
+            hold.offer_open = True
+            text += self.prompts.callback_offer
+        return [self._say(text, interruptible=False)]
+
+    def _hold_tick(self, now: float) -> list[Command]:
+        hold, timing = self.hold, self.timing
+        if hold is None or hold.phase is HoldPhase.CLOSING:
+            return []
+        if hold.phase in (HoldPhase.NUMBER, HoldPhase.CONFIRM):
+            if hold.phase is HoldPhase.NUMBER and self._digits and now - self._last_key > timing.inter_digit_s:
+                return self._callback_number()
+            if not self._playing and not self._digits and now - hold.keyed_at > timing.no_input_s:
+                hold.phase, hold.number, self._collect = HoldPhase.WAITING, "", None  # nothing keyed: wait on
+                hold.announced_at = 0.0
+            return []
+        if hold.limit_at is None and now - hold.since >= timing.queue_limit_s:
+            hold.limit_at = now
+            stop = self._stop_prompt()
+            if hold.can_call_back:
+                hold.offer_open = True
+                return [*stop, self._say(self.prompts.queue_limit + self.prompts.callback_offer, interruptible=False)]
+            return [*stop, self._hold_goodbye(self.prompts.queue_limit_goodbye, "queue_limit")]
+        if hold.limit_at is not None:
+            if not self._playing and now - hold.limit_at >= timing.no_input_s:
+                return [self._hold_goodbye(self.prompts.queue_no_answer_goodbye, "queue_limit")]
+            return []
+        if not hold.checking and not self._playing and now - hold.announced_at >= timing.queue_announce_s:
+            hold.checking = True
+            return [CheckQueue()]
+        return []
+
+    def _hold_key(self, key: str, now: float) -> list[Command]:
+        """1 takes the callback offer; then the number (ended with #), then 1 to confirm it or 2 to key it again."""
+        hold = self.hold
+        if hold is None or key not in KEYPAD_KEYS:
+            return []
+        if hold.phase is HoldPhase.WAITING and key == "1" and hold.offer_open:
+            return [*self._stop_prompt(), *self._ask_callback_number(now)]
+        if hold.phase is HoldPhase.NUMBER:
+            stop = self._stop_prompt()
+            self._last_key = hold.keyed_at = now
+            if key == "#":
+                return [*stop, *self._callback_number()]
+            if key.isdigit():
+                self._digits += key
+            if len(self._digits) >= CALLBACK_DIGITS[1]:
+                return [*stop, *self._callback_number()]
+            return stop
+        if hold.phase is HoldPhase.CONFIRM and key == "1":
+            number, hold.number, hold.phase = hold.number, "", HoldPhase.CLOSING
+            return [*self._stop_prompt(), RegisterCallback(number)]
+        if hold.phase is HoldPhase.CONFIRM and key == "2":
+            return [*self._stop_prompt(), *self._ask_callback_number(now)]
+        return []
+
+    def _ask_callback_number(self, now: float) -> list[Command]:
+        assert self.hold is not None
+        self.hold.phase, self.hold.number, self.hold.keyed_at = HoldPhase.NUMBER, "", now
+        # keyed digits are a secret: the recorder pauses and nothing of them is written anywhere
+        self._collect = CollectDigits("callback_number", CALLBACK_DIGITS[1], "#", speech_allowed=False, secret=True)
+        self._digits, self._last_key = "", now
+        return [self._say(self.prompts.callback_number)]
+
+    def _callback_number(self) -> list[Command]:
+        hold = self.hold
+        digits, self._digits = self._digits, ""
+        if hold is None or hold.phase is not HoldPhase.NUMBER:
+            return []
+        if not CALLBACK_DIGITS[0] <= len(digits) <= CALLBACK_DIGITS[1]:
+            return [self._say(self.prompts.callback_bad_number)]
+        self._collect = None
+        hold.number, hold.phase = digits, HoldPhase.CONFIRM
+        return [self._say(self.prompts.callback_confirm(digits))]
+
+    def _callback_registered(self, ok: bool, now: float) -> list[Command]:
+        hold = self.hold
+        if self.state is not CallState.ON_HOLD or hold is None or hold.phase is not HoldPhase.CLOSING:
+            return []
+        if ok:
+            return [self._hold_goodbye(self.prompts.callback_done, "callback")]
+        hold.phase, hold.offer_open, hold.announced_at = HoldPhase.WAITING, False, now
+        return [self._say(self.prompts.callback_failed, interruptible=False)]
+
+    def _hold_goodbye(self, text: str, detail: str) -> Say:
+        assert self.hold is not None
+        self.hold.phase = HoldPhase.CLOSING
+        self._after_playback = HangUp(EndReason.COMPLETED, detail)
+        return self._say(text, interruptible=False)
+
+    def _back_in_queue(self, now: float) -> list[Command]:
+        """The person's side dropped: an apology, then where the caller stands in the queue again."""
+        if self.state is CallState.ENDED:
+            return []
+        stop = self._stop_prompt()
+        self._paused, self._collect, self._digits, self._after_playback = False, None, "", None
+        self.state = CallState.ON_HOLD
+        self.hold = Hold(since=now, announced_at=now, checking=True)
+        return [*stop, self._say(self.prompts.back_in_queue, interruptible=False), CheckQueue()]

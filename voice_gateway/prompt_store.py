@@ -76,7 +76,7 @@ def fixed_texts(root: Path = PROJECT_ROOT) -> list[str]:
     texts += [
         getattr(prompts, f.name) for f in dataclasses.fields(prompts) if isinstance(getattr(prompts, f.name), str)
     ]
-    texts += [prompts.queue_position(n) for n in range(1, QUEUE_POSITIONS + 1)]
+    texts += prompts.hold_texts(QUEUE_POSITIONS)  # 您前面还有N位。大约需要N分钟。 (the fixed hold prompts are fields)
     actions = root / "dialogue" / "actions"
     texts += _questions(actions / "asks.py")
     texts += _module_strings(actions / "prompts.py")

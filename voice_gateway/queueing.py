@@ -92,8 +92,6 @@ class SkillQueues:
             if key
             else None
         )
-        self._claim = redis.register_script(_CLAIM)
-        self._requeue = redis.register_script(_REQUEUE)
 
     @property
     def can_seal(self) -> bool:
@@ -154,7 +152,7 @@ class SkillQueues:
     async def claim(self, call_id: str, agent: str) -> dict[str, Any] | None:
         """An agent takes the call: the entry (card decoded), or None if it is gone or another agent was first."""
         now = time.time()
-        raw = await self._claim(
+        raw = await self.redis.register_script(_CLAIM)(
             keys=[self.entry_key(call_id), self.stats_key(now)],
             args=[call_id, agent, repr(now), "hotline:queue:", STATS_TTL_S],
         )
@@ -166,7 +164,8 @@ class SkillQueues:
 
     async def requeue(self, call_id: str) -> None:
         """Back at the very front of its queue (its agent's browser dropped mid-call)."""
-        skill = await self._requeue(keys=[self.entry_key(call_id)], args=[call_id, repr(time.time()), "hotline:queue:"])
+        requeue = self.redis.register_script(_REQUEUE)
+        skill = await requeue(keys=[self.entry_key(call_id)], args=[call_id, repr(time.time()), "hotline:queue:"])
         if skill:
             await self._changed(_text(skill))
 

@@ -21,17 +21,20 @@ from typing import Any, Protocol
 
 from hotline_domain.contract import BotTurn, Handoff, HandoffReason
 from hotline_domain.keypad import keypad_message, put_secret_digits_async
-from hotline_domain.privacy import redact
+from hotline_domain.privacy import redact, redact_data
 from voice_gateway import metrics
 from voice_gateway.bridge import Role
 from voice_gateway.call_store import CallStore
 from voice_gateway.engines import SpeechRecognizer, SpeechSynthesizer
 from voice_gateway.flow import (
     AskDialogue,
+    BackInQueue,
     BotResumed,
+    CallbackRegistered,
     CallFlow,
     CallStarted,
     CallState,
+    CheckQueue,
     Command,
     DialogueAnswered,
     EndReason,
@@ -45,6 +48,8 @@ from voice_gateway.flow import (
     PersonTookOver,
     PlaybackFailed,
     PlaybackFinished,
+    QueueStatus,
+    RegisterCallback,
     ResumeSpeaking,
     Say,
     SendKeys,
@@ -52,13 +57,17 @@ from voice_gateway.flow import (
     StopSpeaking,
     Tick,
 )
+from voice_gateway.hold import HoldMusic
 from voice_gateway.listening import Listener
 from voice_gateway.playout import Outcome, Playout, SpeechHandle
+from voice_gateway.queueing import SkillQueues
 from voice_gateway.telemetry import CallTelemetry
 from voice_gateway.vad import Endpointer
 
 log = logging.getLogger("hotline.call")
 TICK_S = 0.25
+QUEUE_CHECK_S = 1.0  # a queue look-up slower than this is answered without a position
+CALLER_LEFT = frozenset({EndReason.CALLER_HUNG_UP, EndReason.CALLER_CANCELLED, EndReason.CONNECTION_LOST})
 
 
 class Dialogue(Protocol):
@@ -118,6 +127,7 @@ class BotSession:
         dialogue: Dialogue,
         store: CallStore,
         flow: CallFlow | None = None,
+        queues: SkillQueues | None = None,
     ) -> None:
         self.call = call
         self.call_id = call.call_id
@@ -127,6 +137,13 @@ class BotSession:
         self.dialogue = dialogue
         self.store = store
         self.flow = flow or CallFlow()
+        self.queues = queues or SkillQueues(store.redis, getattr(store, "gateway", ""))
+        self.hold_music = HoldMusic(sample_rate)
+        self._handoff: Handoff | None = None  # the latest handover, what the queue entry was made of
+        self._card: dict[str, Any] = {}
+        self._priority = False
+        self._queued = False  # in a skill queue (or being put there): leaves it when the call ends
+        self._intents: list[str] = []  # what the dialogue understood, turn by turn, for the agent's card
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
@@ -149,11 +166,14 @@ class BotSession:
         self.listener.hear(pcm)
 
     def speak(self, due: float) -> bytes | None:
-        return self.playout.next_frame(due)
+        frame = self.playout.next_frame(due)
+        if frame is None and self.flow.hold_music and self.playout.current is None:
+            return self.hold_music.next_frame()  # between the announcements of the hold
+        return frame
 
     @property
     def active(self) -> bool:
-        return self.playout.active
+        return self.playout.active or self.flow.hold_music
 
     # --- the call's side ---
     async def start(self) -> None:
@@ -170,12 +190,38 @@ class BotSession:
         self._events.put_nowait(KeyPressed(key, time.monotonic()))
 
     def person_took_over(self) -> None:
-        """A person has the call (the bridge no longer routes the bot): the flow goes quiet."""
+        """A person has the call (the bridge no longer routes the bot): the flow and the hold go quiet, and the
+        call leaves its queue if it is still there (an agent claims it first: `SkillQueues.claim`)."""
         self._events.put_nowait(PersonTookOver(time.monotonic()))
+        self._leave_queue(abandoned=False)
 
     def resumed(self) -> None:
-        """The call is given back to the bot, with the dialogue's context intact."""
+        """The call is given back to the bot, with the dialogue's context intact: no longer waiting for anyone."""
         self._events.put_nowait(BotResumed(time.monotonic()))
+        self._leave_queue(abandoned=False)
+
+    def hold_again(self) -> None:
+        """The person's side dropped mid-call (the bot is on the bridge again): the caller goes back to the front
+        of the queue and hears an apology, then the position and the wait, on hold."""
+        self._spawn(self._back_in_queue())
+
+    async def _back_in_queue(self) -> None:
+        self._queued = True
+        try:
+            async with asyncio.timeout(QUEUE_CHECK_S):
+                await self.queues.requeue(self.call_id)
+                if await self.queues.position(self.call_id) is None and self._handoff is not None:
+                    await self.queues.enqueue(self.call_id, self._handoff.queue, self._card, self._priority)
+                if self._handoff is not None:
+                    await self.store.console_state(self.call_id, "queued", queue=self._handoff.queue.value)
+        except Exception as exc:  # the caller still hears the apology; the position is said when known
+            log.warning("call %s: not queued again: %s", self.call_id, type(exc).__name__)
+        self._events.put_nowait(BackInQueue(time.monotonic()))
+
+    def _leave_queue(self, abandoned: bool) -> None:
+        if self._queued:
+            self._queued = False
+            self.telemetry.write("leave", self.queues.leave, self.call_id, abandoned)
 
     def closing_down(self) -> None:
         """The gateway is going away: the caller goes to a person if the wire can pass them on, else a goodbye."""
@@ -193,6 +239,8 @@ class BotSession:
         self._closed = True
         self.flow.state = CallState.ENDED
         current = asyncio.current_task()
+        if self._queued:  # still waiting for a person: a caller who hung up abandoned the queue
+            self._leave_queue(abandoned=reason in CALLER_LEFT)
         await self.playout.close()
         await self.listener.close()
         for task in list(self._tasks):
@@ -239,6 +287,8 @@ class BotSession:
                     self._events.put_nowait(EngineFailed(Part.DIALOGUE, "internal error", time.monotonic()))
             if self.flow.state is not before:
                 self.telemetry.write("state", self.store.state, self.call_id, self.flow.state.value)
+            if self.flow.hold_music:
+                self.bridge.wake()  # the hold music plays by itself: the bridge's clock must run
             if self.flow.state is CallState.ENDED:
                 return
 
@@ -266,18 +316,64 @@ class BotSession:
                 await self._hand_over(handoff)
             case HangUp(reason, detail):
                 self.call.end(reason, detail)  # the call's own task: closing the bot must not cancel it
+            case CheckQueue():
+                self._spawn(self._check_queue())
+            case RegisterCallback(number):
+                self._spawn(self._register_callback(number))
 
     def _barge_in_metric(self, measure: bool) -> None:
         if measure and self.listener.onset_at is not None:
             metrics.BARGE_IN.observe(time.monotonic() - self.listener.onset_at)
 
     async def _hand_over(self, handoff: Handoff) -> None:
-        position = await self.telemetry.now("handoff", self.store.handed_off, self.call_id, handoff)
-        log.info("call %s handed over: %s, queue position %s", self.call_id, handoff.reason, position)
-        if await self.call.transfer(handoff):  # a phone line can pass the call on itself
+        """A phone line that can pass the caller on (SIP REFER) does; otherwise, or if that fails, the caller
+        joins the skill queue and is on hold (the position and the wait come as a `QueueStatus`)."""
+        if await self.call.transfer(handoff):
+            log.info("call %s handed over by the line: %s", self.call_id, handoff.reason)
             return
-        text = self.flow.prompts.queue_position(position) if position else self.flow.prompts.transferring
-        self.playout.say(text, 0, interruptible=False)
+        self._handoff, self._card = handoff, self._context_card(handoff)
+        self._priority = handoff.identity.senior or handoff.identity.repeat
+        self._queued = True
+        position = await self.telemetry.now(
+            "handoff", self.store.handed_off, self.call_id, handoff, self._card, self._priority, self.queues
+        )
+        log.info("call %s handed over: %s, queue %s position %s", self.call_id, handoff.reason, handoff.queue, position)
+        await self._check_queue(position)
+
+    def _context_card(self, handoff: Handoff) -> dict[str, Any]:
+        """What the agent sees first (masked): the handover, and what the dialogue understood; the transcript is
+        the call's turns in Redis."""
+        payload = handoff.to_payload()[Handoff.KEY]
+        return {**redact_data(payload), "intents": list(self._intents), "transport": self.wire}
+
+    async def _check_queue(self, position: int | None = None) -> None:
+        """Where the caller stands, for the flow to say; what Redis cannot tell in time is said as unknown."""
+        wait_s, agents, can_call_back = None, 0, False
+        handoff = self._handoff
+        try:
+            async with asyncio.timeout(QUEUE_CHECK_S):
+                position = await self.queues.position(self.call_id) if position is None else position
+                if handoff is not None and position is not None:
+                    wait_s = await self.queues.estimated_wait_s(handoff.queue, position)
+                    agents = await self.queues.agents_available(handoff.queue)
+                    can_call_back = self.queues.can_seal
+        except Exception as exc:
+            log.warning("call %s: queue not read: %s", self.call_id, type(exc).__name__)
+            position = None
+        self._events.put_nowait(QueueStatus(position, wait_s, agents, can_call_back, time.monotonic()))
+
+    async def _register_callback(self, number: str) -> None:
+        ok = False
+        try:
+            if self._handoff is not None:
+                async with asyncio.timeout(2 * QUEUE_CHECK_S):
+                    entry = await self.queues.add_callback(self.call_id, self._handoff.queue, number)
+                log.info("call %s: callback %s registered", self.call_id, entry["id"])
+                self._leave_queue(abandoned=False)
+                ok = True
+        except Exception as exc:
+            log.warning("call %s: callback not registered: %s", self.call_id, type(exc).__name__)
+        self._events.put_nowait(CallbackRegistered(ok, time.monotonic()))
 
     async def _ask(self, text: str, *, secret: bool, keys: bool = False, replaces_last: bool = False) -> None:
         """One dialogue turn; its answer (or its failure) comes back as an event."""
@@ -312,6 +408,8 @@ class BotSession:
         """The exchange with the intent the dialogue understood (read from the tracker, off the critical path)."""
         with contextlib.suppress(Exception):
             answer["intent"] = await self.dialogue.latest_intent(self.call_id)
+            if answer["intent"]:
+                self._intents.append(str(answer["intent"]))
         self.telemetry.write("turn", self.store.turn, self.call_id, answer)
 
     # --- reports from the parts ---

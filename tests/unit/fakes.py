@@ -226,8 +226,12 @@ class FakeStore:
     async def partial(self, *args: Any) -> None:
         self._write("partial", *args)
 
-    async def handed_off(self, call_id: str, handoff: Handoff) -> int:
+    async def handed_off(
+        self, call_id: str, handoff: Handoff, card: Any = None, priority: bool = False, queues: Any = None
+    ) -> int:
         self._write("handed_off", call_id, handoff)
+        if isinstance(queues, FakeQueues):
+            return await queues.enqueue(call_id, handoff.queue, card or {}, priority)
         return 1
 
     async def ended(self, *args: Any) -> None:
@@ -235,6 +239,59 @@ class FakeStore:
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.writes if n == name]
+
+
+@dataclass
+class FakeQueues:
+    """The skill queues in memory (one queue, in order of joining), for the hold; raises while `store.down`."""
+
+    store: FakeStore
+    waiting: list[str] = field(default_factory=list)
+    wait_s: float | None = None
+    agents: int = 0
+    can_seal: bool = True
+    callbacks: list[tuple[str, str, str]] = field(default_factory=list)  # (call_id, queue, number)
+    left: list[tuple[str, bool]] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+
+    def _up(self) -> None:
+        if self.store.down:
+            raise ConnectionError("Redis is down")
+
+    async def enqueue(self, call_id: str, skill: Any, card: dict[str, Any], priority: bool) -> int:
+        self._up()
+        if call_id not in self.waiting:
+            self.waiting.insert(0, call_id) if priority else self.waiting.append(call_id)
+        return self.waiting.index(call_id) + 1
+
+    async def position(self, call_id: str) -> int | None:
+        self._up()
+        return self.waiting.index(call_id) + 1 if call_id in self.waiting else None
+
+    async def estimated_wait_s(self, skill: Any, position: int | None = None) -> float | None:
+        self._up()
+        return self.wait_s
+
+    async def agents_available(self, skill: Any) -> int:
+        self._up()
+        return self.agents
+
+    async def requeue(self, call_id: str) -> None:
+        self._up()
+        self.requeued.append(call_id)
+        if call_id not in self.waiting:
+            self.waiting.insert(0, call_id)
+
+    async def leave(self, call_id: str, abandoned: bool) -> None:
+        self._up()
+        if call_id in self.waiting:
+            self.waiting.remove(call_id)
+            self.left.append((call_id, abandoned))
+
+    async def add_callback(self, call_id: str, skill: Any, number: str) -> dict[str, Any]:
+        self._up()
+        self.callbacks.append((call_id, str(skill), number))
+        return {"id": f"cb-{len(self.callbacks)}", "call_id": call_id, "number_masked": "****" + number[-4:]}
 
 
 async def eventually(check: Callable[[], object], timeout_s: float = 3.0, step_s: float = 0.02) -> float:

@@ -246,3 +246,12 @@ async def test_an_answer_outside_the_contract_is_a_dialogue_error() -> None:
                 await client.send("c", "你好")
     finally:
         await runner.cleanup()
+
+
+def test_the_priority_flags_are_optional_and_travel_only_when_set() -> None:
+    identity = CallerIdentity("440106********3663", verified=True, senior=True)
+    assert identity.to_json() == {"id_number": "440106********3663", "verified": True, "senior": True}
+    assert CallerIdentity.from_json(identity.to_json()) == identity
+    assert CallerIdentity.from_json({"id_number": None, "verified": False}).repeat is False
+    with pytest.raises(ContractError):
+        CallerIdentity.from_json({"id_number": None, "verified": False, "senior": "yes"})

@@ -208,7 +208,8 @@ def test_nothing_happens_after_the_caller_hangs_up() -> None:
 def test_a_caller_waiting_for_a_person_hears_how_many_are_ahead() -> None:
     prompts = CallFlow().prompts
     assert prompts.queue_position(1).startswith("您是下一位")
-    assert "前面还有2位" in prompts.queue_position(3)
+    assert prompts.queue_position(3) == "您前面还有两位。"  # numbers as words, 两 before a measure word
+    assert prompts.queue_wait(150, 1) == "大约需要三分钟。" and prompts.queue_wait(None, 0) == prompts.queue_no_agent
 
 
 def speaking() -> CallFlow:
