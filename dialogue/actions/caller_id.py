@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -79,6 +81,13 @@ def unseal(ref: str | None, conversation_id: str, *, now: float | None = None, k
 def verified_id_slots(id_number: str, tracker: Tracker) -> dict[str, str]:
     """What validation sets for a valid ID: the masked form to show, the sealed reference to use."""
     return {"id_number": mask_id(id_number), "id_ref": seal(id_number, tracker.sender_id)}
+
+
+def caller_key(id_number: str, *, key: bytes | None = None) -> str:
+    """A keyed hash of the ID number (HMAC-SHA256 under the identity key): the same caller on every call, never
+    the number itself (without the key it cannot be tested against a guess)."""
+    digest = hmac.new(key or _key(), b"hotline-caller-v1:" + id_number.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
 def caller_id(tracker: Tracker) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
@@ -12,11 +14,12 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import prompts
+from actions.caller_id import caller_id, caller_key
 from actions.settings import SETTINGS
 from hotline_domain.answers import question_cue, yes_no
 from hotline_domain.business import BusinessDb
 from hotline_domain.contract import CallerIdentity, Handoff, HandoffQueue, HandoffReason
-from hotline_domain.identity import mask_id, mask_phone, redact
+from hotline_domain.identity import IdNumber, IdNumberError, mask_id, mask_phone, redact
 from hotline_domain.keypad import take_secret_digits
 
 log = logging.getLogger("hotline.actions")
@@ -105,10 +108,16 @@ def handoff(
     id_number = tracker.get_slot("id_number")
     last_text = redact(tracker.latest_message.get("text") or "")
     service = SERVICE_NAMES.get(topic or "", topic or "未明确")
+    clear = caller_id(tracker)
     request = Handoff(
         reason=reason,
         queue=QUEUE_OF.get(topic or "", HandoffQueue.GENERAL),
-        identity=CallerIdentity(mask_id(id_number) if id_number else None, bool(tracker.get_slot("verified"))),
+        identity=CallerIdentity(
+            mask_id(id_number) if id_number else None,
+            bool(tracker.get_slot("verified")),
+            senior=is_senior(clear),
+            repeat=clear is not None and called_before(clear, tracker.sender_id),
+        ),
         slots=masked_slots(tracker),
         summary=f"{REASONS.get(reason, reason)}；业务：{service}；最后一句：{last_text[:60]}",
     )
@@ -117,6 +126,37 @@ def handoff(
     dispatcher.utter_message(json_message=request.to_payload())
     log.info("handoff reason=%s queue=%s", request.reason, request.queue)
     return [ActiveLoop(None), SlotSet("requested_slot", None)]
+
+
+SENIOR_AGE = 65
+REPEAT_WINDOW_S = 24 * 3600
+
+
+def is_senior(id_number: str | None, today: date | None = None) -> bool:
+    """65 or older today, by the birth date in the 18-digit ID number."""
+    try:
+        return bool(id_number) and IdNumber.parse(str(id_number)).age_on(today or date.today()) >= SENIOR_AGE
+    except IdNumberError:
+        return False
+
+
+def called_before(id_number: str, conversation_id: str, now: float | None = None) -> bool:
+    """Note this call of the caller's and say whether the same ID number was given in another call in the last
+    24 h. "The same caller" is the same identity (the gateway does not know every line's caller number): a keyed
+    hash of the ID number (`caller_key`) in Redis, `hotline:caller:<hash>` zset of conversation ids by time."""
+    now = time.time() if now is None else now
+    key = f"hotline:caller:{caller_key(id_number)}"
+    try:
+        store = keypad_store()
+        store.zremrangebyscore(key, "-inf", now - REPEAT_WINDOW_S)
+        others = [m.decode() if isinstance(m, bytes) else m for m in store.zrange(key, 0, -1)]
+        earlier = [m for m in others if m != conversation_id]
+        store.zadd(key, {conversation_id: now})
+        store.expire(key, int(REPEAT_WINDOW_S))
+    except redis.RedisError:
+        log.warning("earlier calls of this caller could not be read from Redis")
+        return False
+    return bool(earlier)
 
 
 def anything_else(dispatcher: CollectingDispatcher) -> None:

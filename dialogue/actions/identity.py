@@ -17,7 +17,7 @@ from rasa_sdk.types import DomainDict
 
 from actions import prompts
 from actions.caller_id import caller_id, verified_id_slots
-from actions.common import SERVICES, business_db, keyed_digits, latest_intent, log, yes_no_answer
+from actions.common import SERVICES, business_db, called_before, keyed_digits, latest_intent, log, yes_no_answer
 from hotline_domain.business import BackendError
 from hotline_domain.identity import IdNumber, IdNumberError
 from hotline_domain.numbers import digits_of
@@ -120,6 +120,7 @@ class ValidateIdentityForm(FormValidationAction):
         if person is None:
             return self._failure(dispatcher, tracker, "没有查到这个身份证号的参保信息。", "id_number")
         dispatcher.utter_message(text=f"好的，身份证尾号{id_number.tail}。")
+        called_before(id_number.value, tracker.sender_id)  # noted: a call again within 24 h is served first
         return verified_id_slots(id_number.value, tracker)  # masked, and sealed for the actions (caller_id.py)
 
     def validate_service_password(
