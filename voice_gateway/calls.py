@@ -243,12 +243,24 @@ class Admission:
             self.switchboard.held -= 1
 
 
+class Dialer(Protocol):
+    """Places calls out (the SIP server, when an outbound line is configured): callbacks to callers."""
+
+    @property
+    def can_dial(self) -> bool: ...
+
+    async def dial(self, number: str, call_id: str) -> Call:
+        """The answered call (the bot detached), or an exception saying why it did not get through."""
+        ...
+
+
 class Switchboard:
     """The gateway's calls: admission in one place, and a way to reach each live call by id."""
 
     def __init__(self, max_calls: int, make_bot: Callable[[Call], Bot]) -> None:
         self.max_calls = max_calls
         self.make_bot = make_bot
+        self.dialer: Dialer | None = None  # set by the SIP server while it runs
         self.calls: dict[str, Call] = {}
         self.held = 0  # admitted calls, started or still being set up
         self.draining = False

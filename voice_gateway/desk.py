@@ -264,7 +264,7 @@ class Desk:
         """Open the sealed number, place the call, and put the agent's browser on it once the callee answers
         (the answer waits for that: up to the ring timeout). The callback is dialling meanwhile, waiting again if
         the call does not get through, done when the call it became ends."""
-        dialer = getattr(self.switchboard, "dialer", None)  # the gateway's SipServer, while it runs
+        dialer = self.switchboard.dialer  # the gateway's SipServer, while it runs
         if dialer is None or not dialer.can_dial:
             raise Refusal(409, "没有配置外呼线路，请用电话回拨后标记完成")
         callbacks = cast(CallbackDesk, self.queues)

@@ -128,11 +128,11 @@ class SipServer:
         log.info(
             "SIP listening on %s:%d (%s)", self.settings.host, self.settings.port, "UDP+TCP" if self._tcp else "UDP"
         )
-        self.switchboard.dialer = self  # type: ignore[attr-defined]  # the desk places callbacks through us
+        self.switchboard.dialer = self  # the desk places callbacks through us
 
     async def stop(self) -> None:
-        if getattr(self.switchboard, "dialer", None) is self:
-            self.switchboard.dialer = None  # type: ignore[attr-defined]
+        if self.switchboard.dialer is self:
+            self.switchboard.dialer = None
         self.dialer.stop()
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
