@@ -82,9 +82,18 @@ class Gateway:
 
     def make_bot(self, call: Call) -> BotSession:
         """The automated agent for a new call, attached to its bridge (and the recorder, when calls are recorded)."""
-        flow = CallFlow(recording_notice=self.config.recording, timing=Timing(no_input_s=self.config.no_input_s))
+        config = self.config
+        timing = Timing(
+            no_input_s=config.no_input_s,
+            queue_announce_s=config.queue_announce_s,
+            queue_callback_offer_s=config.queue_callback_offer_s,
+            queue_limit_s=config.queue_limit_s,
+        )
+        flow = CallFlow(recording_notice=config.recording, timing=timing)
         leg = call.leg
-        bot = BotSession(call, call.bridge, leg.sample_rate, leg.wire, self.speech, self.dialogue, self.store, flow)
+        bot = BotSession(
+            call, call.bridge, leg.sample_rate, leg.wire, self.speech, self.dialogue, self.store, flow, self.queues
+        )
         call.bridge.attach_bot(bot)
         call.on_close.append(bot.close)
         if self.config.recording:  # the caller hears the consent notice first, uninterruptible
