@@ -506,6 +506,8 @@ class CallFlow:
         if hold is None or hold.phase is HoldPhase.CLOSING:
             return []
         if hold.phase in (HoldPhase.NUMBER, HoldPhase.CONFIRM):
+            if self._playing:
+                hold.keyed_at = now  # the caller has until `no_input_s` after the prompt to key
             if hold.phase is HoldPhase.NUMBER and self._digits and now - self._last_key > timing.inter_digit_s:
                 return self._callback_number()
             if not self._playing and not self._digits and now - hold.keyed_at > timing.no_input_s:

@@ -296,6 +296,8 @@ class BotSession:
         match command:
             case Say(text, utterance, interruptible):
                 self.playout.say(text, utterance, interruptible=interruptible)
+                if self.flow.state is CallState.ON_HOLD:  # the hold's words, for the record (not a dialogue turn)
+                    self.telemetry.write("turn", self.store.turn, self.call_id, {"kind": "hold", "bot": text})
             case StopSpeaking():
                 was_holding = self.playout.current is not None and self.playout.current.paused
                 self.playout.stop()
