@@ -10,6 +10,11 @@ Without --url a console is started here on a temporary user database (agent1, ag
 Against a running console the agent's page needs a call waiting in one of that agent's skills to ring (the
 in-call shot accepts it). Headless Chromium at /usr/bin/chromium, fake microphone; Chinese needs a CJK font
 (fonts-noto-cjk on Debian).
+
+The REAL gateway's shots (a real call ringing, a real call in progress, the supervisor with live calls) are made
+by the browser tests against the session's gateway process, with these helpers (`launch`, `sign_in`, `save`):
+
+    HOTLINE_SCREENSHOTS=docs/img ./hotline test tests/voice/test_console_browser.py -q
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, Playwright, async_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,7 +68,33 @@ async def demo_console() -> AsyncIterator[tuple[str, object]]:
         shutil.rmtree(var, ignore_errors=True)
 
 
+def chromium_args(mic_wav: Path | None = None) -> list[str]:
+    """Headless Chromium as the shots (and tests/voice/test_console_browser.py) run it: a fake microphone (a
+    WAV file when given, else Chromium's beep), media allowed without asking, loopback ICE candidates."""
+    args = [
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    return args + ([f"--use-file-for-fake-audio-capture={mic_wav}"] if mic_wav else [])
+
+
+async def launch(playwright: Playwright, mic_wav: Path | None = None) -> Browser:
+    return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_args(mic_wav))
+
+
+async def save(page: Page, out: Path, name: str) -> Path:
+    """One shot of the page as it is now: `out`/`name` (the folder made if need be)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    await page.screenshot(path=str(path))
+    return path
+
+
 async def sign_in(browser: Browser, url: str, credentials: str, path: str) -> Page:
+    """A new browser context signed in through the real form, on `path` (NAME:PASSWORD)."""
     name, _, password = credentials.partition(":")
     context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1, locale="zh-CN")
     page = await context.new_page()
@@ -79,24 +110,13 @@ async def shoot(url: str, agent: str, supervisor: str, out: Path, backend: objec
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                "--allow-loopback-in-peer-connection",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+        browser = await launch(p)
         try:
             page = await sign_in(browser, url, agent, "/agent")
             await page.click("button[data-status=available]")
             await page.locator("#ringing").wait_for(state="visible", timeout=15000)
             await page.wait_for_timeout(300)
-            saved.append(out / "console-agent-ringing.png")
-            await page.screenshot(path=str(saved[-1]))
+            saved.append(await save(page, out, "console-agent-ringing.png"))
             await page.click("#accept")
             await page.locator("#hangup").wait_for(state="visible", timeout=15000)
             call_id = await page.evaluate("window.hotlineAgent.callId")
@@ -114,8 +134,7 @@ async def shoot(url: str, agent: str, supervisor: str, out: Path, backend: objec
                 )
                 backend.publish("partial", {"call_id": call_id, "text": "能不能先帮我挂失"})
             await page.wait_for_timeout(2500)
-            saved.append(out / "console-agent-in-call.png")
-            await page.screenshot(path=str(saved[-1]))
+            saved.append(await save(page, out, "console-agent-in-call.png"))
 
             page = await sign_in(browser, url, supervisor, "/supervisor")
             await page.locator("#call-rows tr[data-call-id]").first.wait_for()
@@ -127,8 +146,7 @@ async def shoot(url: str, agent: str, supervisor: str, out: Path, backend: objec
             if backend is not None:
                 backend.publish("partial", {"call_id": selected, "text": "那我明天去哪个网点"})
             await page.wait_for_timeout(1200)
-            saved.append(out / "console-supervisor.png")
-            await page.screenshot(path=str(saved[-1]))
+            saved.append(await save(page, out, "console-supervisor.png"))
         finally:
             await browser.close()
     return saved

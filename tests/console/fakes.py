@@ -266,6 +266,13 @@ class FakeBackend:
         self.statuses.append((user.name, status, skills))
         return {"status": status.value, "skills": [s.value for s in skills]}
 
+    async def agent_status(self, user: ConsoleUser) -> dict:
+        own = [s.value for s in user.skills]
+        for name, status, skills in reversed(self.statuses):
+            if name == user.name:
+                return {"status": status.value, "skills": [s.value for s in skills], "all_skills": own}
+        return {"status": "offline", "skills": own, "all_skills": own}
+
 
 def demo_backend(*, media: bool = True) -> FakeBackend:
     """A morning on the line: calls in each state, a frustrated caller, a callback waiting (pages, screenshots)."""

@@ -79,3 +79,19 @@ def test_an_offer_is_not_written_to_the_audit_log(client: TestClient) -> None:
     entry = client.app.state.audit.entries(who="sup1")[0]
     assert (entry.action, entry.detail) == ("listen", "")
     assert client.app.state.backend.acted[-1][3] == offer  # the backend got it whole
+
+
+def test_an_agent_reads_back_the_status_and_skills_they_set(client: TestClient) -> None:
+    assert client.get("/api/agent/status").status_code == 401
+    assert sign_in(client, "agent1").status_code == 200
+    never = client.get("/api/agent/status")
+    assert never.status_code == 200
+    assert never.json() == {"status": "offline", "skills": ["card", "general"], "all_skills": ["card", "general"]}
+    assert post_json(client, "/api/agent/status", {"status": "available", "skills": ["card"]}).status_code == 200
+    assert client.get("/api/agent/status").json()["status"] == "available"
+    assert client.get("/api/agent/status").json()["skills"] == ["card"]
+
+
+def test_only_agents_read_an_agent_status(client: TestClient) -> None:
+    assert sign_in(client, "sup1").status_code == 200
+    assert client.get("/api/agent/status").status_code == 403

@@ -1,5 +1,5 @@
 """The JSON API behind the pages (and used by them): who am I, calls, a call's context card, queue, today's
-figures, live events, call actions, callbacks, agent status.
+figures, live events, call actions, callbacks, agent status (set, and read back by a reloaded page).
 
 Every route checks the role; every action the backend accepts is written to the audit log. Live events are
 server-sent events (sse-starlette): the browser's EventSource reconnects by itself and sends Last-Event-ID,
@@ -160,6 +160,15 @@ async def agent_status(request: Request) -> Response:
     return JSONResponse(result)
 
 
+@requires(Role.AGENT)
+async def agent_status_now(request: Request) -> Response:
+    backend: ConsoleBackend = request.app.state.backend
+    try:
+        return JSONResponse(await backend.agent_status(request.state.user))
+    except ActionRefused as refused:
+        return _error(refused.status, refused.message)
+
+
 @requires(Role.AGENT, Role.SUPERVISOR)
 async def events(request: Request) -> Response:
     user: ConsoleUser = request.state.user
@@ -213,5 +222,6 @@ routes = [
     Route("/api/events", events),
     Route("/api/calls/{call_id}/{action}", call_action, methods=["POST"]),
     Route("/api/callbacks/{callback_id}/{action}", callback, methods=["POST"]),
+    Route("/api/agent/status", agent_status_now, methods=["GET"]),
     Route("/api/agent/status", agent_status, methods=["POST"]),
 ]

@@ -38,7 +38,10 @@ JSON shapes (what the pages get; times are ISO 8601 UTC strings, durations whole
   the gateway places the call to the sealed number and, once the callee answers (the request waits up to ~35 s),
   answers `{"sdp", "type": "answer", "call_id", "callback"}` with this user as the call's agent; 502 with the
   reason when the call does not get through (the callback is waiting again);
-- `set_status(...)`: a dict answered as JSON with status 200.
+- `set_status(...)`: a dict answered as JSON with status 200;
+- `agent_status(user)`, served by `GET /api/agent/status` (agents): `{"status" (available/away/busy/wrapup, or
+  offline when never set), "skills": [the queues they chose, of their own], "all_skills": [their own]}`, so a
+  page loaded again shows where the agent stands.
 """
 
 from __future__ import annotations
@@ -156,4 +159,8 @@ class ConsoleBackend(Protocol):
 
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
         """An agent becomes available for (or away from) the queues of `skills`, a subset of their own."""
+        ...
+
+    async def agent_status(self, user: ConsoleUser) -> dict:
+        """This agent's status and the skills they chose when they set it (their own skills if never set)."""
         ...

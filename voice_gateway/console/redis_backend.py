@@ -22,6 +22,7 @@ from voice_gateway import desk, live_events
 from voice_gateway.call_store import ACTIVE, call_summary, stats_key, turn_lines
 from voice_gateway.console.backend import ActionRefused, AgentStatus, CallAction, CallbackAction
 from voice_gateway.console.roles import ConsoleUser, Role
+from voice_gateway.queueing import AGENTS
 
 DISPOSITIONS = {"resolved": "已解决", "callback": "需回电", "transferred": "已转办", "other": "其他"}
 MAX_NOTE = 2000
@@ -253,6 +254,16 @@ class RedisBackend:
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
         await self.queues.set_agent(user.name, status.value, skills)
         return {"status": status.value, "skills": [s.value for s in skills]}
+
+    async def agent_status(self, user: ConsoleUser) -> dict:
+        raw = await self.redis.hget(AGENTS, user.name)
+        try:
+            kept = json.loads(raw) if raw else {}
+        except ValueError:
+            kept = {}
+        own = [s.value for s in user.skills]
+        skills = [s for s in kept.get("skills", own) if s in own or user.role is Role.ADMIN]
+        return {"status": kept.get("status") or "offline", "skills": skills, "all_skills": own}
 
     async def callback(self, user: ConsoleUser, callback_id: str, action: CallbackAction, body: dict) -> dict:
         known = {str(c.get("id")): c for c in await self.queues.callbacks()}

@@ -19,6 +19,7 @@ const state = {
   link: null, // the call's audio (rtc.js)
   since: 0, // when the call was answered (ms)
   skipped: new Set(), // calls another agent took while they rang here
+  leaving: null, // the call being hung up or returned right now (its audio ending is expected)
 };
 window.hotlineAgent = state; // for the tests and for a look from the devtools
 window.hotlineRinger = ringer;
@@ -120,7 +121,8 @@ async function accept() {
 }
 
 function connectionLost(callId, reason) {
-  if (state.callId !== callId || state.mode !== "call") return;
+  // the gateway closing our leg because of our own 挂断 / 转回 is no loss (it may beat the POST's answer here)
+  if (state.callId !== callId || state.mode !== "call" || state.leaving === callId) return;
   endAudio();
   notify(`与来电的语音连接已中断（${reason}），来电已回到队列等待，请稍后重试。`);
   state.callId = null;
@@ -140,12 +142,16 @@ function toWrapup() {
 }
 
 async function callAction(action) {
+  const callId = state.callId;
+  state.leaving = callId;
   try {
-    await post(`/api/calls/${encodeURIComponent(state.callId)}/${action}`, {});
+    await post(`/api/calls/${encodeURIComponent(callId)}/${action}`, {});
     notify(action === "return" ? "已转回智能客服" : "");
   } catch (error) {
     notify(`操作未成功：${error.message}`);
     if (error.status !== 404) return;
+  } finally {
+    state.leaving = null;
   }
   toWrapup();
 }
@@ -232,14 +238,33 @@ async function refreshQueue() {
 }
 
 // --- status ---
+const STATUS_LABELS = { available: "示闲", away: "示忙", busy: "通话中", wrapup: "话后小结", offline: "未就绪" };
+
+function showStatus(status) {
+  state.status = status;
+  $("status-now").textContent = STATUS_LABELS[status] || status || STATUS_LABELS.offline;
+  $("status-now").dataset.status = status;
+}
+
+// a page loaded again (or a second tab) shows the status and skills this agent last set
+async function loadStatus() {
+  try {
+    const now = await getJSON("/api/agent/status");
+    if (state.status) return; // a click was quicker
+    const chosen = new Set(now.skills || []);
+    for (const box of document.querySelectorAll('#agent-status input[name="skill"]')) box.checked = chosen.has(box.value);
+    showStatus(now.status === "offline" ? "" : now.status);
+  } catch (error) {
+    notify(`状态读取失败：${error.message}`);
+  }
+}
+
 for (const button of document.querySelectorAll("#agent-status button[data-status]")) {
   button.addEventListener("click", async () => {
     unlock(); // a click: the ring tone may play from now on
     try {
       await post("/api/agent/status", { status: button.dataset.status, skills: skills() });
-      state.status = button.dataset.status;
-      $("status-now").textContent = button.textContent;
-      $("status-now").dataset.status = state.status;
+      showStatus(button.dataset.status);
       notify("");
     } catch (error) {
       notify(`操作未成功：${error.message}`);
@@ -279,6 +304,6 @@ openEvents({
   },
 });
 show("idle");
-refreshQueue();
+loadStatus().then(refreshQueue);
 setInterval(tick, 1000);
 setInterval(() => state.status === "available" && lookForCall(), POLL_MS);

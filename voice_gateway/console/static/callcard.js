@@ -1,5 +1,6 @@
 // What both the agent's and the supervisor's pages show of a call: Chinese labels, the context card, the
 // transcript (lines from turns, the recogniser's partial in grey under them), durations.
+import { INTENT_LABELS, intentLabel } from "/static/intents.js";
 
 export const QUEUE_LABELS = {
   general: "综合咨询",
@@ -20,6 +21,9 @@ export const SLOT_LABELS = {
   amount: "金额",
   date: "日期",
 };
+
+// the dialogue's own bookkeeping among the slots of a handover: not for the agent to read (identity shows it)
+const FLOW_FLAGS = new Set(["verified", "identity_failures", "identity_failed"]);
 
 export function queueLabel(name) {
   return QUEUE_LABELS[name] || name || "—";
@@ -86,7 +90,12 @@ export class Transcript {
       el("span", { class: "who" }, who),
       el("span", { class: "text" }, turn.text || ""),
       turn.speaker === "caller" && turn.intent
-        ? el("span", { class: "intent", title: "识别的意图与置信度" }, `${turn.intent}${confidence(turn.confidence)}`)
+        ? el(
+            "span",
+            { class: "intent", title: "识别的意图与置信度", dataset: { intent: turn.intent } },
+            INTENT_LABELS[turn.intent] ? `${INTENT_LABELS[turn.intent]} · ` : "",
+            `${turn.intent}${confidence(turn.confidence)}`,
+          )
         : null,
     );
     const old = this.lines.get(key);
@@ -112,7 +121,7 @@ export function renderCard(card) {
   const verified = identity.verified
     ? el("span", { class: "tag ok" }, "已核验")
     : el("span", { class: "tag warn" }, "未核验");
-  const slots = Object.entries(card.slots || {});
+  const slots = Object.entries(card.slots || {}).filter(([name]) => !FLOW_FLAGS.has(name));
   const earlier = card.earlier_calls || [];
   const row = (label, ...value) => [el("dt", {}, label), el("dd", {}, ...value)];
   return el(
@@ -123,7 +132,11 @@ export function renderCard(card) {
     row("身份", el("span", { dataset: { field: "identity" } }, identity.id_number || "未提供"), " ", verified),
     row(
       "意图路径",
-      el("span", { dataset: { field: "intent_path" } }, (card.intent_path || []).join(" → ") || "—"),
+      el(
+        "span",
+        { dataset: { field: "intent_path" }, title: (card.intent_path || []).join(" → ") },
+        (card.intent_path || []).map(intentLabel).join(" → ") || "—",
+      ),
     ),
     row(
       "已收集信息",

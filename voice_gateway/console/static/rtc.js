@@ -67,7 +67,16 @@ export async function connectCall(path, { audio = null, onLost = null } = {}) {
     else if (state === "disconnected") graceTimer = setTimeout(() => lost("disconnected"), DISCONNECTED_GRACE_MS);
   });
 
+  // a tab closing ends the connection on purpose, so the gateway hears of it now (DTLS close) rather than when
+  // its connectivity checks give up; the call side then puts the caller back in the queue
+  const onPageHide = () => {
+    closing = true;
+    pc.close();
+  };
+  window.addEventListener("pagehide", onPageHide);
+
   function close() {
+    window.removeEventListener("pagehide", onPageHide);
     closing = true;
     clearTimeout(graceTimer);
     for (const track of mic.getTracks()) track.stop();

@@ -11,6 +11,7 @@ const STATS_MS = 10000;
 const MODE_LABELS = { listen: "正在监听", whisper: "正在耳语（只有坐席听得到您）", barge: "正在插话（双方都听得到您）", takeover: "已接管，您是这通电话的坐席" };
 
 const calls = new Map(); // call_id -> call (as /api/calls, turns kept up to date from events)
+const endedAt = new Map(); // call_id -> when its "ended" event came (a list asked for before then is stale)
 const transcript = new Transcript($("sup-transcript"));
 const state = { selected: null, link: null, linkCall: null, mode: null, wrapupCall: null, partial: {} };
 window.hotlineSupervisor = state;
@@ -64,14 +65,17 @@ function tickDurations() {
 
 async function refreshCalls() {
   try {
+    const asked = Date.now();
     const { calls: list } = await getJSON("/api/calls");
     const now = Date.now();
     const seen = new Set();
+    // a call an event told of while the list was on its way is newer than the list: keep what the event said
+    const newer = (id) => Math.max(calls.get(id)?.eventAt || 0, endedAt.get(id) || 0) >= asked;
     for (const call of list) {
       seen.add(call.call_id);
-      calls.set(call.call_id, { ...call, fetchedAt: now });
+      if (!newer(call.call_id) && !endedAt.has(call.call_id)) calls.set(call.call_id, { ...call, fetchedAt: now });
     }
-    for (const id of [...calls.keys()]) if (!seen.has(id)) calls.delete(id);
+    for (const id of [...calls.keys()]) if (!seen.has(id) && !newer(id)) calls.delete(id);
     renderCalls();
     if (state.selected) showSelected();
   } catch (error) {
@@ -83,11 +87,12 @@ function onCall(summary) {
   const known = calls.get(summary.call_id);
   if (summary.state === "ended") {
     calls.delete(summary.call_id);
+    endedAt.set(summary.call_id, Date.now());
     if (state.linkCall === summary.call_id && state.mode !== "takeover") dropLink();
   } else if (known) {
-    Object.assign(known, summary);
+    Object.assign(known, summary, { eventAt: Date.now() });
   } else {
-    calls.set(summary.call_id, { turns: [], ...summary });
+    calls.set(summary.call_id, { turns: [], ...summary, eventAt: Date.now() });
   }
   renderCalls();
   if (summary.call_id === state.selected) showSelected();
