@@ -32,6 +32,7 @@ from voice_gateway.transports.webrtc import (
 
 log = logging.getLogger("hotline.people")
 RATE = 16000
+CONNECT_S = 10.0  # a browser whose media has not connected by then counts as gone (a tab closed while connecting)
 MAX_SAID_FRAMES = 10  # 200 ms of the person's voice waiting for the bridge; more is dropped (a stalled clock)
 
 
@@ -95,6 +96,7 @@ class BrowserPerson:
                 raise BadOffer("no audio in the offer")
             pc.addTrack(self.voice)
             await pc.setLocalDescription(await pc.createAnswer())
+            self._tasks.append(asyncio.create_task(self._connects()))
         except BadOffer:
             await self.close()
             raise
@@ -102,6 +104,11 @@ class BrowserPerson:
             await self.close()
             raise BadOffer(f"{type(exc).__name__}: {exc}"[:120]) from None
         return pc.localDescription.sdp
+
+    async def _connects(self) -> None:
+        await asyncio.sleep(CONNECT_S)
+        if self.pc is not None and self.pc.connectionState != "connected" and not self._closed:
+            self._lost()
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         convert = CallerAudio(RATE).convert

@@ -214,6 +214,7 @@ async def test_a_browser_that_drops_puts_the_caller_back_in_the_queue(desk: Desk
     try:
         agent = await desk.join(AGENT, CallAction.ACCEPT, caller.call_id)
         await desk.until(caller.call_id, "agent")
+        await asyncio.sleep(1.0)  # connected, talking
         await agent.close()  # the tab closed
         record = await desk.until(caller.call_id, "queued", timeout_s=15)
         assert not record.get("agent")
