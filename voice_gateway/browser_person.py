@@ -33,6 +33,7 @@ from voice_gateway.transports.webrtc import (
 log = logging.getLogger("hotline.people")
 RATE = 16000
 CONNECT_S = 10.0  # a browser whose media has not connected by then counts as gone (a tab closed while connecting)
+SILENT_S = 5.0  # a browser sends a packet every 20 ms, silence too: none for this long, it crashed or lost its network
 MAX_SAID_FRAMES = 10  # 200 ms of the person's voice waiting for the bridge; more is dropped (a stalled clock)
 
 
@@ -54,6 +55,7 @@ class BrowserPerson:
         self.pc: RTCPeerConnection | None = None
         self.joined_at = time.monotonic()
         self.first_heard: float | None = None  # when the first frame from their microphone arrived
+        self.last_heard: float | None = None
         self._said: deque[bytes] = deque(maxlen=MAX_SAID_FRAMES)
         self._pending = b""
         self._frame = frame_bytes(RATE)
@@ -106,17 +108,24 @@ class BrowserPerson:
         return pc.localDescription.sdp
 
     async def _connects(self) -> None:
-        await asyncio.sleep(CONNECT_S)
-        if self.pc is not None and self.pc.connectionState != "connected" and not self._closed:
-            self._lost()
+        """Watch the browser: connected in time, then sending (ICE's own consent checks take ~30 s to give up)."""
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            connected = self.pc is not None and self.pc.connectionState == "connected"
+            never_connected = not connected and now - self.joined_at > CONNECT_S
+            gone_quiet = connected and self.last_heard is not None and now - self.last_heard > SILENT_S
+            if never_connected or gone_quiet:
+                self._lost()
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         convert = CallerAudio(RATE).convert
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                self.last_heard = time.monotonic()
                 if self.first_heard is None:
-                    self.first_heard = time.monotonic()
+                    self.first_heard = self.last_heard
                 self._pending += convert(frame)
                 while len(self._pending) >= self._frame:
                     self._said.append(self._pending[: self._frame])

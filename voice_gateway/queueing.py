@@ -35,6 +35,7 @@ HANDLED_WINDOW_S = 3600.0
 ENTRY_TTL_S = 24 * 3600
 STATS_TTL_S = 400 * 24 * 3600
 AGENTS = "hotline:agents"
+AGENT_STALE_S = 45.0  # an agent whose console has not been seen this long is away (a closed laptop, a crash)
 CALLBACKS = "hotline:callbacks"
 AVAILABLE = "available"  # an agent's status that can take the next call
 SIGNED_IN = frozenset({"available", "busy", "wrapup"})  # statuses of agents at their desk (handling calls)
@@ -206,13 +207,24 @@ class SkillQueues:
         for skill in agent["skills"]:
             await self._changed(skill)
 
+    async def seen(self, name: str) -> None:
+        """The agent's console is open (it says so every few seconds while it is): their status holds."""
+        raw = await self.redis.hget(AGENTS, name)
+        if raw:
+            agent = {**json.loads(raw), "seen": time.time()}
+            await self.redis.hset(AGENTS, name, json.dumps(agent))
+
     async def _agents(self) -> list[dict[str, Any]]:
+        """The agents whose console was seen lately (the others count as away, whatever they last chose)."""
         agents = []
+        now = time.time()
         for raw in (await self.redis.hgetall(AGENTS)).values():
             try:
-                agents.append(json.loads(raw))
+                agent = json.loads(raw)
             except ValueError:
                 continue
+            if now - float(agent.get("seen", 0)) <= AGENT_STALE_S:
+                agents.append(agent)
         return agents
 
     async def agents_available(self, skill: HandoffQueue) -> int:

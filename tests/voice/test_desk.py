@@ -209,19 +209,26 @@ async def test_returned_to_the_bot_the_caller_is_answered_with_the_context(desk:
         await asyncio.gather(running, return_exceptions=True)
 
 
-async def test_a_browser_that_drops_puts_the_caller_back_in_the_queue(desk: Desk) -> None:
+@pytest.mark.parametrize("how", ["closed", "crashed"])
+async def test_a_browser_that_drops_puts_the_caller_back_in_the_queue(desk: Desk, how: str) -> None:
     caller, running = await queued_caller(desk)
     try:
         agent = await desk.join(AGENT, CallAction.ACCEPT, caller.call_id)
         await desk.until(caller.call_id, "agent")
         await asyncio.sleep(1.0)  # connected, talking
-        await agent.close()  # the tab closed
-        record = await desk.until(caller.call_id, "queued", timeout_s=15)
+        if how == "closed":
+            await agent.close()  # the tab closed: DTLS says goodbye
+        else:
+            agent.freeze()  # the browser crashed or lost its network: nothing more arrives, nothing says why
+        dropped = time.monotonic()
+        record = await desk.until(caller.call_id, "queued", timeout_s=10)
+        print(f"\nbrowser {how}: the caller was back in the queue after {time.monotonic() - dropped:.1f} s")
         assert not record.get("agent")
         assert await desk.gateway.queues.position(caller.call_id) == 1  # first in line again
         since = time.monotonic()
         await asyncio.sleep(3.0)
         assert any(t >= since for t, _ in caller.arrived), "the caller hears nothing after the drop"
+        await agent.close()
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

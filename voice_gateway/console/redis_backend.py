@@ -8,6 +8,8 @@ wrap-up belongs to the agent who had the call; callbacks are worked from the sha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -26,6 +28,7 @@ from voice_gateway.queueing import AGENTS
 
 DISPOSITIONS = {"resolved": "已解决", "callback": "需回电", "transferred": "已转办", "other": "其他"}
 MAX_NOTE = 2000
+PRESENCE_S = 10.0  # an agent's open page renews their presence this often
 DIAL_WAIT_S = 40.0  # a callback rings for up to 30 s (the SIP ring timeout), then its CANCEL is answered
 LONG_SILENCE_PROMPTS = ("您还在吗",)  # the bot's reprompt after the caller said nothing
 REASON_LABELS = {
@@ -56,6 +59,8 @@ class ConsoleQueues(Protocol):
     async def callbacks(self) -> list[dict]: ...
 
     async def set_callback_state(self, callback_id: str, state: str) -> None: ...
+
+    async def seen(self, name: str) -> None: ...
 
 
 def _text(value: bytes | str | None) -> str:
@@ -191,9 +196,21 @@ class RedisBackend:
     # --- live events ---
     async def events(self, user: ConsoleUser, last_event_id: str | None) -> AsyncIterator[tuple[str, str, dict]]:
         supervisor = user.role in (Role.SUPERVISOR, Role.ADMIN)
-        async for event_id, kind, data in live_events.follow(self.redis, last_event_id):
-            if supervisor or await self._agent_sees(user, kind, data):
-                yield event_id, kind, data
+        presence = None if supervisor else asyncio.create_task(self._present(user.name))
+        try:
+            async for event_id, kind, data in live_events.follow(self.redis, last_event_id):
+                if supervisor or await self._agent_sees(user, kind, data):
+                    yield event_id, kind, data
+        finally:
+            if presence is not None:
+                presence.cancel()
+
+    async def _present(self, name: str) -> None:
+        """While an agent's page follows the events, the agent is there (SkillQueues.AGENT_STALE_S)."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.queues.seen(name)
+            await asyncio.sleep(PRESENCE_S)
 
     async def _agent_sees(self, user: ConsoleUser, kind: str, data: dict) -> bool:
         if kind in ("queue", "callback"):

@@ -64,6 +64,14 @@ class ConsolePeer:
     def say(self, pcm: bytes) -> None:
         self.mic.put(pcm)
 
+    def freeze(self) -> None:
+        """Stop sending without closing anything, as a crashed browser or a pulled cable does."""
+
+        async def never() -> None:
+            await asyncio.Event().wait()
+
+        self.mic.recv = never  # type: ignore[method-assign]
+
     async def _record(self, track: MediaStreamTrack) -> None:
         convert = CallerAudio(RATE).convert
         with contextlib.suppress(MediaStreamError):
