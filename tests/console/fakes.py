@@ -108,6 +108,7 @@ class FakeBackend:
         self.statuses: list[tuple[str, AgentStatus, tuple[HandoffQueue, ...]]] = []
         self.callbacks: dict[str, dict] = {}
         self.callback_acts: list[tuple[str, str, CallbackAction]] = []
+        self.callback_bodies: list[dict] = []
         self.streams_closed = 0
         self.resumed_after: list[str | None] = []  # the last_event_id of every stream opened
         self.media = media  # answer offers with a real aiortc peer (media.FakePeer)
@@ -259,8 +260,17 @@ class FakeBackend:
             raise ActionRefused(409, "这条回电已处理完毕")
         entry["state"] = "dialling" if action is CallbackAction.DIAL else "done"
         self.callback_acts.append((user.name, callback_id, action))
+        self.callback_bodies.append(dict(body))
         self.publish("callback", dict(entry))
-        return dict(entry)
+        if action is not CallbackAction.DIAL:
+            return dict(entry)
+        if not isinstance(body.get("sdp"), str):  # the gateway needs the agent's browser to bridge the call to
+            raise ActionRefused(400, "缺少浏览器的 WebRTC offer")
+        call = self.add(FakeCall(f"callback-{callback_id}", state="agent", agent=user.name, handled_by={user.name}))
+        answer = {"call_id": call.call_id, "callback": dict(entry)}
+        if self.media:
+            answer.update(await self._answer(user, CallAction.ACCEPT, call.call_id, body["sdp"]))
+        return answer
 
     async def set_status(self, user: ConsoleUser, status: AgentStatus, skills: tuple[HandoffQueue, ...]) -> dict:
         self.statuses.append((user.name, status, skills))

@@ -54,7 +54,9 @@ def test_callbacks_are_dialled_and_done_and_audited(client: TestClient) -> None:
     backend = client.app.state.backend
     backend.add_callback("cb-1", "call-old")
     assert sign_in(client, "agent1").status_code == 200
-    assert post_json(client, "/api/callbacks/cb-1/dial").json()["state"] == "dialling"
+    assert post_json(client, "/api/callbacks/cb-1/dial").status_code == 400  # no browser offer to bridge to
+    dialled = post_json(client, "/api/callbacks/cb-1/dial", {"sdp": "v=0", "type": "offer"}).json()
+    assert dialled["callback"]["state"] == "dialling" and dialled["call_id"] == "callback-cb-1"
     assert post_json(client, "/api/callbacks/cb-1/done").json()["state"] == "done"
     again = post_json(client, "/api/callbacks/cb-1/done")
     assert again.status_code == 409 and again.json() == {"error": "这条回电已处理完毕"}
@@ -64,7 +66,7 @@ def test_callbacks_are_dialled_and_done_and_audited(client: TestClient) -> None:
     entries = client.app.state.audit.entries(who="agent1")
     assert [(e.action, e.call_id, e.detail) for e in entries][:2] == [
         ("callback_done", "call-old", "cb-1"),
-        ("callback_dial", "call-old", "cb-1"),
+        ("callback_dial", "callback-cb-1", "cb-1"),  # the call the dial placed
     ]
     assert entries[0].label == "回电完成"
     client.post("/logout", data={"csrftoken": client.cookies["csrftoken"]})

@@ -158,7 +158,13 @@ async def test_a_dropped_connection_a_taken_call_and_callbacks_are_told_in_chine
         page, errors = await _open(chromium, port, "agent1", "/agent")
         await page.locator("#callbacks li[data-callback=cb-1]").wait_for()
         await page.click("#callbacks li[data-callback=cb-1] button[data-action=dial]")
-        await page.locator("#notice >> text=正在拨打回电").wait_for(timeout=3000)
+        await page.locator("#hangup").wait_for(state="visible", timeout=10000)  # the callee answered
+        assert "sdp" in backend.callback_bodies[0]  # the page's offer went with the dial
+        await page.click("#hangup")
+        await page.locator("#wrapup").wait_for(state="visible", timeout=3000)
+        await page.fill("#wrapup-note", "回电已说明补卡流程")
+        await page.click("#wrapup button[type=submit]")
+        await page.locator("#notice >> text=小结已提交").wait_for(timeout=3000)
         await page.click("#callbacks li[data-callback=cb-1] button[data-action=done]")
         await page.locator("#callbacks >> text=暂无待回电").wait_for(timeout=3000)
         assert [a[2].value for a in backend.callback_acts] == ["dial", "done"]
@@ -170,12 +176,12 @@ async def test_a_dropped_connection_a_taken_call_and_callbacks_are_told_in_chine
         backend.calls_by_id["call-a"].agent = "agent9"
         await page.click("#accept")
         await page.locator("#notice >> text=接听未成功：这通电话已不在排队").wait_for(timeout=5000)
-        await _until(lambda: backend.peers == [], 1, "no peer for a refused accept")
+        await _until(lambda: not [p for p in backend.peers if p.call_id == "call-a"], 1, "no peer for a refused accept")
         await page.wait_for_function("window.hotlineAgent.callId === 'call-b'", timeout=5000)  # the next one rings
 
         await page.click("#accept")
         await page.locator("#hangup").wait_for(state="visible", timeout=10000)
-        await backend.drop_peer(backend.peers[0])  # the call side's end goes away
+        await backend.drop_peer(next(p for p in backend.peers if p.call_id == "call-b"))  # the call side's end goes
         await page.locator("#notice >> text=语音连接已中断").wait_for(timeout=15000)
         assert "来电已回到队列" in await page.inner_text("#notice")
         assert await page.is_hidden("#hangup")

@@ -28,6 +28,7 @@ from voice_gateway.queueing import AGENTS
 
 DISPOSITIONS = {"resolved": "已解决", "callback": "需回电", "transferred": "已转办", "other": "其他"}
 MAX_NOTE = 2000
+BOOKKEEPING_SLOTS = {"verified", "identity_failures", "identity_failed"}  # the dialogue's own state, not the caller's
 PRESENCE_S = 10.0  # an agent's open page renews their presence this often
 DIAL_WAIT_S = 40.0  # a callback rings for up to 30 s (the SIP ring timeout), then its CANCEL is answered
 LONG_SILENCE_PROMPTS = ("您还在吗",)  # the bot's reprompt after the caller said nothing
@@ -151,7 +152,7 @@ class RedisBackend:
             "reason_label": _reason_label(reason),
             "identity": handoff.get("identity") or {"id_number": None, "verified": False},
             "intent_path": [line["intent"] for line in call["turns"] if line["speaker"] == "caller" and line["intent"]],
-            "slots": handoff.get("slots") or {},
+            "slots": {k: v for k, v in (handoff.get("slots") or {}).items() if k not in BOOKKEEPING_SLOTS},
             "summary": handoff.get("summary", ""),
             "earlier_calls": await self._earlier(handoff.get("caller_key") or record.get("caller_key"), call_id),
             "waited_s": round(time.time() - float(handoff["at"]), 1) if handoff.get("at") else None,

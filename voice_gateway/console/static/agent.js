@@ -216,7 +216,37 @@ function renderCallbacks(callbacks) {
   $("callbacks").replaceChildren(...(items.length ? items : [el("li", { class: "empty" }, "暂无待回电")]));
 }
 
+// 拨打: the gateway calls the number over SIP; the POST answers once the callee picks up (or why not)
+async function dialCallback(id) {
+  if (state.mode !== "idle") {
+    notify("请先结束当前通话再回拨");
+    return;
+  }
+  show("connecting");
+  $("call-state").textContent = "正在呼叫…";
+  notify("正在呼叫，对方接听后即可通话");
+  try {
+    state.link = await connectCall(`/api/callbacks/${encodeURIComponent(id)}/dial`, {
+      audio: $("remote-audio"),
+      onLost: (reason) => connectionLost(state.callId, reason),
+    });
+  } catch (error) {
+    state.link = null;
+    notify(`回拨未成功：${error.message}`);
+    show("idle");
+    refreshQueue();
+    return;
+  }
+  state.callId = state.link.answer.call_id;
+  $("call-card").replaceChildren(el("p", {}, `回电：${state.link.answer.callback?.number_masked || ""}`));
+  notify("");
+  state.since = Date.now();
+  show("call");
+  tick();
+}
+
 async function callbackAction(id, action) {
+  if (action === "dial") return dialCallback(id);
   try {
     await post(`/api/callbacks/${encodeURIComponent(id)}/${action}`, {});
     notify(action === "dial" ? "正在拨打回电" : "已标记完成");

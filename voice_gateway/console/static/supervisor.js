@@ -106,6 +106,12 @@ function onTurn(turn) {
     const at = turns.findIndex((t) => t.seq === turn.seq && t.speaker === turn.speaker);
     if (at >= 0) turns[at] = turn;
     else turns.push(turn);
+    // the bot's answer carries the intent understood from the caller's words of the same seq
+    const said = turn.speaker === "bot" && turn.intent ? turns.find((t) => t.seq === turn.seq && t.speaker === "caller") : null;
+    if (said && !said.intent) {
+      said.intent = turn.intent;
+      if (turn.call_id === state.selected) transcript.set(turns);
+    }
     const cellLast = $("call-rows").querySelector(`tr[data-call-id="${CSS.escape(turn.call_id)}"] .last`);
     if (cellLast) cellLast.textContent = turn.text;
   }
