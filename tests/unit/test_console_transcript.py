@@ -14,7 +14,9 @@ def answer(seq: int, text: str, intent: str | None) -> dict:
 
 
 def test_a_caller_line_carries_the_intent_its_answer_understood() -> None:
-    lines = transcript([answer(0, "您好", "greet"), heard(1, "我社保卡丢了"), answer(1, "请说身份证号", "card_loss_report")])
+    lines = transcript(
+        [answer(0, "您好", "greet"), heard(1, "我社保卡丢了"), answer(1, "请说身份证号", "card_loss_report")]
+    )
     assert [(x["speaker"], x["text"], x["intent"]) for x in lines] == [
         ("bot", "您好", "greet"),
         ("caller", "我社保卡丢了", "card_loss_report"),

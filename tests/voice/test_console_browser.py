@@ -80,18 +80,10 @@ WATCH_JS = """() => {
 
 
 class Caller(SimulatedCaller):
-    """A Twilio caller that keeps what it heard with the arrival time, and can say a tone."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.arrived: list[tuple[float, bytes]] = []
-
-    def _heard_audio(self, pcm: bytes) -> None:
-        super()._heard_audio(pcm)
-        self.arrived.append((time.monotonic(), pcm))
+    """A Twilio caller that can say a tone."""
 
     def since(self, at: float) -> bytes:
-        return b"".join(p for t, p in self.arrived if t >= at)
+        return self.heard_since(at)
 
     def say_tone(self, hz: float, seconds: float) -> None:
         self.say_pcm(tone(hz, seconds, rate=self.rate))

@@ -87,19 +87,11 @@ async def desk(stack: Stack, speech_models_installed: None) -> AsyncIterator[Des
 class Caller(SimulatedCaller):
     """A Twilio caller who can also say a tone and tell how much of a tone it heard since a moment."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.arrived: list[tuple[float, bytes]] = []
-
-    def _heard_audio(self, pcm: bytes) -> None:
-        super()._heard_audio(pcm)
-        self.arrived.append((time.monotonic(), pcm))
-
     def say_tone(self, hz: float, seconds: float = 1.5) -> None:
         self.say_pcm(tone(hz, seconds, rate=self.rate))
 
     def level_since(self, since: float, hz: float) -> float:
-        return tone_level(b"".join(p for t, p in self.arrived if t >= since), hz, rate=self.rate)
+        return tone_level(self.heard_since(since), hz, rate=self.rate)
 
 
 async def queued_caller(desk: Desk, stay_s: float = 60.0) -> tuple[Caller, asyncio.Task]:

@@ -52,7 +52,9 @@ async def test_sigterm_drains_the_calls_then_says_goodbye_and_exits(
     stack: Stack, speech_models_installed: None
 ) -> None:
     port, sip_port, token = free_port(), free_udp_port(), "drain-token"
-    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port())
+    process = gateway_process(
+        Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port()
+    )
     process.env = {
         **(process.env or {}),
         "HOTLINE_ASR": "whisper",

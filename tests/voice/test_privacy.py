@@ -43,7 +43,9 @@ SECRETS = {
 def recording_gateway(stack: Stack, speech_models_installed: None) -> Iterator[VoiceGateway]:
     """A gateway of its own that records every call (Whisper, 600 ms endpointing, no SIP)."""
     port, token = free_port(), "privacy-token"
-    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port())
+    process = gateway_process(
+        Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port()
+    )
     process.name = "gateway-privacy"
     process.log_path = process.log_path.with_name("gateway-privacy.log")
     engine = {"HOTLINE_ASR": "whisper", "HOTLINE_SIP_PORT": "0", "HOTLINE_RECORDING": "1"}

