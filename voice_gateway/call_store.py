@@ -115,9 +115,12 @@ class CallStore:
             mapping={"state": "ended", "ended": time.time(), "reason": reason, "detail": redact(detail)},
         )
         await self.redis.hset(f"hotline:call:{call_id}", "console", "ended")
-        await self.redis.srem(ACTIVE, call_id)
+        removed = await self.redis.srem(ACTIVE, call_id)
+        record = await self.record(call_id)
+        if removed and reason == "completed" and not record.get("handoff") and not record.get("last_agent"):
+            await self.redis.hincrby(stats_key(), "bot_resolved", 1)  # the bot alone saw the caller through
         await self._publish(call_id, "ended", {"reason": reason, "detail": redact(detail)})
-        await live_events.publish(self.redis, "call", call_summary(call_id, await self.record(call_id)))
+        await live_events.publish(self.redis, "call", call_summary(call_id, record))
 
     async def turns(self, call_id: str) -> list[dict[str, Any]]:
         return [json.loads(t) for t in await self.redis.lrange(f"hotline:call:{call_id}:turns", 0, -1)]
