@@ -1,7 +1,8 @@
 """PIPL, end to end: a scripted set of calls through a real recording gateway gives out ID numbers (spoken and
-keyed), service passwords (spoken and keyed) and a phone number; then every log file, every Redis key and value
-(Rasa's included) and every recording, decrypted, is searched for the clear values, in any written or spoken
-form. 0 hits. The recordings are also checked to be silent while the ID number and the password were given."""
+keyed), service passwords (spoken and keyed), a phone number and a callback number keyed on hold; then every
+log file, what the consoles' pages are given, every Redis key and value (Rasa's included) and every recording,
+decrypted, is searched for the clear values, in any written or spoken form. 0 hits. The recordings are also
+checked to be silent while the ID number and the password were given."""
 
 from __future__ import annotations
 
@@ -16,18 +17,23 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from hotline_domain.keys import read_key_file
 from hotline_domain.seed import DEMO_CALLERS
 from tests.privacy_scan import Hit, file_contents, find, redis_contents
 from tests.voice.conftest import VoiceGateway, wav
 from voice_gateway.config import Settings
+from voice_gateway.console.redis_backend import RedisBackend
+from voice_gateway.console.roles import ConsoleUser, Role
+from voice_gateway.queueing import SkillQueues
 from voice_gateway.recorder import SUFFIX, decrypt
 from voice_gateway.stack import Stack, free_port, gateway_process
 from voice_gateway.testing.ws_caller import PcmCaller, SimulatedCaller, Turn, TurnReport, read_wav
 
 ZHANG, LI, WANG, LIU, CHEN = DEMO_CALLERS
 PHONE = "13912345678"  # intent_inform_1.wav: 我手机号是幺三九，幺二三四，五六七八
+CALLBACK = "13698765432"  # keyed on hold for a callback
 SPOKEN_PASSWORD = "135790"  # password_135790_spoken.wav: 我的密码是一三五七九零 (ZHANG's)
 SECRETS = {
     "ZHANG id": ZHANG.id_number,
@@ -36,6 +42,7 @@ SECRETS = {
     "WANG password": WANG.password,
     "spoken password": SPOKEN_PASSWORD,
     "phone": PHONE,
+    "callback number": CALLBACK,
 }
 
 
@@ -131,6 +138,20 @@ async def _recording(r: redis.Redis, call_id: str) -> Path:
     raise AssertionError(f"no recording for {call_id}")
 
 
+async def _console_views(redis_url: str) -> str:
+    """What the consoles' pages are given (the same backend the routes call): every live call, the queues with
+    the callbacks, and each call's context card, as JSON text."""
+    client = AsyncRedis.from_url(redis_url)
+    try:
+        backend = RedisBackend(client, SkillQueues(client))
+        calls = await backend.calls()
+        supervisor = ConsoleUser(0, "privacy", Role.SUPERVISOR)
+        cards = [await backend.card(supervisor, c["call_id"]) for c in calls]
+        return json.dumps([calls, await backend.queue(), cards], ensure_ascii=False)
+    finally:
+        await client.aclose()
+
+
 def _bot_said(r: redis.Redis, call_id: str) -> str:
     return " ".join(t.decode() for t in r.lrange(f"hotline:call:{call_id}:turns", 0, -1))
 
@@ -166,7 +187,15 @@ async def test_no_clear_personal_data_in_logs_redis_or_recordings(
             "call_card_loss_4_goodbye.wav",
         )
     )
+    # 3. on hold for a person: a callback number keyed and confirmed (sealed in Redis, masked on the consoles)
+    waiting = TimedTwilioCaller(recording_gateway.url("/twilio"))
+    waiting.redis_url = recording_gateway.redis_url
+    await waiting.run(
+        _turns("intent_request_human_1.wav", Turn(wait_s=1.5), "keys:1", f"keys:{CALLBACK}#", "keys:1", Turn(wait_s=4))
+    )
     r = redis.Redis.from_url(recording_gateway.redis_url)
+    consoles = await _console_views(recording_gateway.redis_url)
+    assert "136****5432" in consoles, "the callback was not registered"
     for caller in (wideband, phone):
         print(f"{caller.call_id}: the spoken ID number was {'keyed again' if not caller.skipped else 'heard right'}")
     said = _bot_said(r, wideband.call_id)
@@ -179,7 +208,8 @@ async def test_no_clear_personal_data_in_logs_redis_or_recordings(
     recordings = {call.call_id: await _recording(r, call.call_id) for call in (wideband, phone)}
     await asyncio.sleep(0.5)
     hits: list[Hit] = []
-    for where, text in [*file_contents(var / "log"), *redis_contents(recording_gateway.redis_url)]:
+    views = [("consoles: /api/calls, /api/queue, the cards", consoles)]
+    for where, text in [*file_contents(var / "log"), *redis_contents(recording_gateway.redis_url), *views]:
         hits += find(where, text, SECRETS)
     all_recordings = sorted((var / "recordings").glob(f"*{SUFFIX}"))
     assert set(recordings.values()) <= set(all_recordings)
