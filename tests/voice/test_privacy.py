@@ -58,7 +58,7 @@ def recording_gateway(stack: Stack, speech_models_installed: None) -> Iterator[V
     engine = {"HOTLINE_ASR": "whisper", "HOTLINE_SIP_PORT": "0", "HOTLINE_RECORDING": "1"}
     process.env = {**(process.env or {}), **engine}
     process.start()
-    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, 0)
+    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, 0, 0, "")  # no SIP, consoles unused
     process.stop()
 
 

