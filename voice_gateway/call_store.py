@@ -76,12 +76,16 @@ class CallStore:
         for line in turn_lines(clean):
             await live_events.publish(self.redis, "turn", {"call_id": call_id, **line})
 
-    async def turn_gap(self, call_id: str, gap_ms: float) -> None:
-        """How long the caller waited for an answer (the dashboard's turn gap p95 of today)."""
+    async def turn_gap(self, call_id: str, gap_ms: float, voice_ms: float | None = None) -> None:
+        """How long the caller waited for an answer (the dashboard's turn gap p95 of today), and of that how long
+        the voice took after the dialogue answered (the call's own list: `hotline bench` reads it)."""
         key = stats_key() + ":gaps"
         await self.redis.rpush(key, round(gap_ms))
         await self.redis.ltrim(key, -GAPS_KEPT, -1)
         await self.redis.expire(key, 2 * 24 * 3600)
+        if voice_ms is not None:
+            await self.redis.rpush(f"hotline:call:{call_id}:voice", round(voice_ms, 1))
+            await self.redis.expire(f"hotline:call:{call_id}:voice", RECORD_TTL_S)
 
     async def partial(self, call_id: str, text: str) -> None:
         """What a streaming recogniser has heard so far of the caller's current turn: published, not stored."""

@@ -321,6 +321,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         pids=runtime.get("pids") or {},
         label=label,
         end_silence_ms=int(health.get("end_silence_ms") or 600),
+        redis_url=runtime.get("redis_url", ""),
     )
     if args.soak:
         return _soak(args, config, runtime, url, health)

@@ -82,7 +82,9 @@ class CallTelemetry:
         if turn.speech_end and turn.answered and turn.first_audio is None:
             turn.first_audio = now
             metrics.TURN_GAP.observe(now - turn.speech_end)
-            self.write("gap", self.store.turn_gap, self.call_id, (now - turn.speech_end) * 1000)
+            voice_ms = (now - turn.answered) * 1000  # the dialogue's answer to its first sound: the voice's share
+            metrics.STAGE.labels("voice").observe(voice_ms / 1000)
+            self.write("gap", self.store.turn_gap, self.call_id, (now - turn.speech_end) * 1000, voice_ms)
 
     # --- the record ---
     def start(self) -> None:

@@ -41,6 +41,7 @@ class BenchConfig:
     pids: dict[str, int] = field(default_factory=dict)  # process groups to measure (name -> leader pid)
     label: str = ""
     end_silence_ms: int = 600  # the gateway's end-of-turn silence (callers speak recordings it hears as one turn)
+    redis_url: str = ""  # where the gateway keeps its records: each answer's voice latency is read from there
     warmup: bool = True  # first one short call per slot, not counted: a gateway that has just started is not
     # in its steady state (Vosk recognizers build their decoding graph lazily, per recognizer)
 
@@ -182,7 +183,24 @@ async def run(config: BenchConfig) -> dict[str, Any]:
     calls = [call for placed in slots for call in placed]
     wall = time.monotonic() - began
     sampler.cancel()
+    if config.redis_url:
+        await voice_latencies(config.redis_url, calls)
     return summarise(config, calls, usage.report(), wall)
+
+
+async def voice_latencies(redis_url: str, calls: list[dict[str, Any]]) -> None:
+    """Each call's first-audio latencies after the dialogue's answers (greeting included), from its record."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        await asyncio.sleep(1.0)  # the last writes of calls that just ended
+        for call in calls:
+            if call.get("call_id"):
+                raw = await redis.lrange(f"hotline:call:{call['call_id']}:voice", 0, -1)
+                call["voice_ms"] = [float(v) for v in raw]
+    finally:
+        await redis.aclose()
 
 
 def summarise(
@@ -191,6 +209,7 @@ def summarise(
     turns = [t for c in calls for t in c.get("turns", [])]
     gaps = [t["turn_gap_ms"] for t in turns if t["turn_gap_ms"] is not None]
     barges = [t["barge_in_stop_ms"] for t in turns if t["barge_in_stop_ms"] is not None]
+    voice = [v for c in calls for v in c.get("voice_ms", [])]  # the dialogue's answer -> its first sound
     server = {k: v for k, v in usage.items() if k != "bench"}
     server_cpu = sum(v["cpu_cores"] for v in server.values())
     server_growth = sum(v["rss_mb_peak"] - v["rss_mb_before"] for v in server.values())
@@ -205,6 +224,7 @@ def summarise(
         "turn_gap_ms": {"p50": percentile(gaps, 50), "p95": percentile(gaps, 95), "max": max(gaps, default=None)},
         "turn_gaps_measured": len(gaps),
         "barge_in_stop_ms": {"p50": percentile(barges, 50), "p95": percentile(barges, 95), "n": len(barges)},
+        "voice_first_audio_ms": {"p50": percentile(voice, 50), "p95": percentile(voice, 95), "n": len(voice)},
         "caller_speech_share": {"mean": round(statistics.fmean(shares), 3) if shares else None, "max": max(shares)}
         if shares
         else {},
@@ -273,6 +293,10 @@ def print_table(result: dict[str, Any]) -> str:
         (
             "barge-in stop p50 / p95 (n)",
             f"{s['barge_in_stop_ms']['p50']} / {s['barge_in_stop_ms']['p95']} ms ({s['barge_in_stop_ms']['n']})",
+        ),
+        (
+            "voice: answer -> first audio p50 / p95 (n)",
+            "{p50} / {p95} ms ({n})".format(**s["voice_first_audio_ms"]),
         ),
         (
             "caller speech share mean / max",
