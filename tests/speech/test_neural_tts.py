@@ -164,7 +164,7 @@ def test_the_fixed_texts_are_everything_the_agent_says_without_a_caller_in_it() 
     assert "请问您是哪一年出生的？" in texts  # asks.py QUESTIONS, read without rasa_sdk
     assert "身份验证通过。" in texts  # actions/prompts.py
     assert "好的，没有为您挂失。" in texts  # a literal utter_message in the actions
-    assert "您前面还有2位来电，请不要挂机，人工客服马上为您服务。" in texts  # the queue words
+    assert "您前面还有两位。" in texts and "不想等的话，请按一，我们给您回电。" in texts  # the hold words
     assert not [t for t in texts if "{" in t]
     assert "您好，这里是12333人社服务热线智能客服。" in fixed_sentences()  # playout asks sentence by sentence
 
