@@ -47,7 +47,8 @@ def answers(turns: list[dict]) -> list[dict]:
 
 def sip_calls(gateway: VoiceGateway) -> set[str]:
     r = redis.Redis.from_url(gateway.redis_url)
-    return {k.decode()[len("hotline:call:") :] for k in r.scan_iter("hotline:call:sip-*") if not k.endswith(b":turns")}
+    ids = (k.decode()[len("hotline:call:") :] for k in r.scan_iter("hotline:call:sip-*"))
+    return {call_id for call_id in ids if ":" not in call_id}  # the records, not their :turns, :voice lists
 
 
 def metric(gateway: VoiceGateway, name: str) -> float:
