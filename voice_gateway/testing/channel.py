@@ -177,13 +177,14 @@ def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarra
     return noise * gain
 
 
-def babble_noise(x: np.ndarray, talkers: Sequence[np.ndarray], rng: np.random.Generator, voices: int = 3) -> np.ndarray:
-    """Other people talking: `voices` of the other sentences, each from a random point, looped, equal levels."""
+def babble_noise(x: np.ndarray, talkers: Sequence[np.ndarray], rng: np.random.Generator, voices: int = 4) -> np.ndarray:
+    """Other people talking: `voices` of the other sentences, each in a voice of its own (up to 4 semitones higher
+    or lower), from a random point, looped, at equal levels."""
     others = [t for t in talkers if len(t) and _rms(t) > 0] or [x[::-1]]  # reversed speech if no one else
     noise = np.zeros(len(x))
     for _ in range(voices):
-        talker = others[int(rng.integers(len(others)))]
-        talker = talker / _rms(talker)
+        talker = pitch_shift(others[int(rng.integers(len(others)))], float(rng.uniform(-4.0, 4.0)))
+        talker = talker / max(_rms(talker), 1e-9)
         looped = np.tile(talker, len(x) // len(talker) + 2)
         start = int(rng.integers(len(talker)))
         noise += looped[start : start + len(x)]
@@ -250,7 +251,7 @@ CHANNELS: dict[str, str] = {
     "speaker_low": f"a voice {SEMITONES:g} semitones lower, then the phone line",
     "speaker_high": f"a voice {SEMITONES:g} semitones higher, then the phone line",
     "reverb": f"a room (RT60 {REVERB_RT60_S:g} s), then the phone line",
-    "babble": "three other callers' sentences at 10-20 dB SNR, then the phone line",
+    "babble": "four other people talking, each in a voice of its own, at 10-20 dB SNR, then the phone line",
     "street": "non-stationary street noise at 10-20 dB SNR, then the phone line",
 }
 
