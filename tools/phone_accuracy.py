@@ -156,9 +156,15 @@ async def measure(
     slots = asyncio.Semaphore(concurrency)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in channels}
 
-    async def one(name: str, entry: dict[str, Any]) -> None:
+    def rendered(name: str, entry: dict[str, Any]) -> bytes:
         others = [t for f, t in pcm16.items() if f != entry["file"]] or talkers
-        pcm, _ = channel.render(name, pcm16[entry["file"]], talkers=others)
+        return channel.render(name, pcm16[entry["file"]], talkers=others)[0]
+
+    # all rendered before the first call: rendering while calls run would hold up their 20 ms frames
+    lines = {(name, e["file"]): rendered(name, e) for name in channels for e in entries}
+
+    async def one(name: str, entry: dict[str, Any]) -> None:
+        pcm = lines[name, entry["file"]]
         async with slots:
             try:
                 got = await first_turn(caller_for(base_url, token, name), pcm, store)
