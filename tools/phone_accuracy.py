@@ -35,7 +35,7 @@ from voice_gateway.testing.ws_caller import PcmCaller, SimulatedCaller, read_wav
 AUDIO = PROJECT_ROOT / "tests" / "audio"
 GREETING_DONE_S = 0.6  # no agent audio for this long after the greeting began: the caller speaks
 SETTLE_S = 0.8  # after the first answer, wait this long for a second one (the turn re-asked, joined)
-ANSWER_TIMEOUT_S = 15.0
+ANSWER_TIMEOUT_S = 45.0  # a loaded 2-core machine can take this long to recognise and answer
 
 
 def split_entries(split: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ async def first_turn(caller: SimulatedCaller, pcm: bytes, store: CallStore) -> d
     answers = [r for r in records if r.get("kind") == "answer" and r.get("after") == "speech"]
     return {
         "recognised": "，".join(h for h in heard if h),
-        "segments": len(heard),
+        "segments": len(heard),  # 0: nothing recognised within ANSWER_TIMEOUT_S (a timeout, not an empty text)
         "intent": answers[-1].get("intent") if answers else None,
         "bot": answers[-1].get("bot") if answers else None,
         "greeting_s": round(greeted_at - t0, 2),
@@ -191,7 +191,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "right": len(right),
         "accuracy": round(len(right) / max(len(rows), 1), 3),
         "cer": round(sum(r["cer"] for r in rows) / max(len(rows), 1), 3),
-        "empty": sum(1 for r in rows if not r["recognised"]),
+        "empty": sum(1 for r in rows if r["segments"] and not r["recognised"]),
+        "timeouts": sum(1 for r in rows if not r["segments"] and not r.get("error")),
         "errors": sum(1 for r in rows if r.get("error")),
         "misses": sorted(
             (
@@ -206,11 +207,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"{'channel':13} {'accuracy':>9} {'right':>8} {'CER':>6} {'empty':>6}  what"]
+    lines = [f"{'channel':13} {'accuracy':>9} {'right':>8} {'CER':>6} {'empty':>6} {'lost':>5}  what"]
     for name, row in report["channels"].items():
         right = f"{row['right']}/{row['files']}"
         what = channel.CHANNELS[name]
-        lines.append(f"{name:13} {row['accuracy']:9.3f} {right:>8} {row['cer']:6.3f} {row['empty']:6d}  {what}")
+        lost = row["timeouts"] + row["errors"]
+        lines.append(
+            f"{name:13} {row['accuracy']:9.3f} {right:>8} {row['cer']:6.3f} {row['empty']:6d} {lost:5d}  {what}"
+        )
     return "\n".join(lines)
 
 
