@@ -82,6 +82,7 @@ class UtteranceRecognised:
     text: str
     confidence: float
     now: float
+    unclear: bool = False  # speech was there but nothing usable was heard
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Transcript:
     confidence: float  # 0..1; engines without a score report 1.0 for non-empty text
     raw: str = ""  # the engine's own text before normalisation
     engine: str = ""
+    unclear: bool = False  # the caller spoke, but nothing usable was heard (the agent asks them again)
 
 
 class UtteranceRecognizer(Protocol):

@@ -112,6 +112,7 @@ class Timing:
 class Prompts:
     consent: str = "您好，为了提高服务质量，您的通话可能会被录音。"
     still_there: str = "您好，您还在吗？请说出您要办理的业务。"
+    not_heard: str = "不好意思，我没听清，您能再说一遍吗？"  # speech was heard, but not what it said
     no_input_handover: str = "没有听到您的声音，为您转接人工客服。"
     no_input_goodbye: str = "没有听到您的声音，感谢来电，再见。"
     dialogue_down: str = "非常抱歉，系统暂时有点问题，为您转接人工客服，请稍候。"
@@ -190,6 +191,7 @@ class CallFlow:
     _joining: str = ""  # more of that turn, heard while the dialogue was thinking
     _onset_at: float = -1.0  # when the caller's latest sound began
     _answered_at: float = -1.0  # when the latest answer began
+    _asked_again: bool = False  # the caller was asked to say it again (speech heard, nothing understood)
     _gave_up: bool = False  # a part failed and the caller was handed over: later failures change nothing
     hold: Hold | None = None  # waiting for a person, once the call is in a queue (or lost its person)
 
@@ -217,8 +219,8 @@ class CallFlow:
                 return self._onset(now)
             case SpeechStarted(now):
                 return self._speech_started(now)
-            case UtteranceRecognised(text, _, now):
-                return self._recognised(text.strip(), now)
+            case UtteranceRecognised(text, _, now, unclear):
+                return self._recognised(text.strip(), now, unclear=unclear)
             case KeyPressed(key, now):
                 return self._key(key, now)
             case DialogueAnswered(turn, now):
@@ -281,12 +283,16 @@ class CallFlow:
             self._listening_since = None  # the caller is talking: no reprompt while they do
         return []
 
-    def _recognised(self, text: str, now: float) -> list[Command]:
+    def _recognised(self, text: str, now: float, *, unclear: bool = False) -> list[Command]:
         if self.state is CallState.THINKING and self._asked and text and not BACKCHANNEL.match(text):
             self._joining = f"{self._joining}，{text}" if self._joining else text  # they paused mid-sentence
             return []
         if self.state in (CallState.ON_HOLD, CallState.THINKING, CallState.WITH_PERSON):
             return []  # nobody to answer yet: a person is coming, or the dialogue is busy
+        waiting = (CallState.LISTENING, CallState.INTERRUPTED, CallState.COLLECTING_DIGITS)
+        if not text and unclear and not self._asked_again and self.state in waiting:
+            self._asked_again = True  # once: after that, silence and the no-input reprompts take their course
+            return self._say_then([self.prompts.not_heard], None, now)
         if not text or (self.state is CallState.SPEAKING and BACKCHANNEL.match(text)):
             if self.state is CallState.INTERRUPTED:
                 self.state = CallState.LISTENING
@@ -308,7 +314,7 @@ class CallFlow:
         self._reprompts = 0
         self.state = CallState.THINKING
         replaces_last = bool(continuing and self._asked)
-        self._asked, self._joining = text, ""
+        self._asked, self._joining, self._asked_again = text, "", False
         return [*commands, AskDialogue(text, replaces_last=replaces_last)]
 
     def _key(self, key: str, now: float) -> list[Command]:

@@ -157,7 +157,7 @@ class Listener:
             await asyncio.wait({previous})  # whatever became of it
         now = time.monotonic()
         recognise_s = self.telemetry.recognised(now)
-        self.emit(UtteranceRecognised(transcript.text, transcript.confidence, now))
+        self.emit(UtteranceRecognised(transcript.text, transcript.confidence, now, transcript.unclear))
         self.telemetry.heard += 1
         heard = {
             "kind": "heard",
@@ -165,6 +165,7 @@ class Listener:
             "caller": transcript.text,
             "confidence": round(transcript.confidence, 3),
             "engine": transcript.engine,
+            **({"unclear": True} if transcript.unclear else {}),
             "recognise_ms": round(recognise_s * 1000, 1),
             "asr_behind_ms": round(behind * 1000),  # how far recognition lagged the caller at the end of the turn
         }

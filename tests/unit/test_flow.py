@@ -78,6 +78,36 @@ def test_backchannels_and_noise_do_not_take_the_turn() -> None:
     assert flow.state is CallState.SPEAKING
 
 
+def test_speech_not_made_out_is_asked_again_once() -> None:
+    flow = greeted()
+    [say] = flow.handle(UtteranceRecognised("", 0.0, 5.0, unclear=True))
+    assert say.text == Prompts().not_heard and flow.state is CallState.SPEAKING
+    flow.handle(PlaybackFinished(say.utterance, 7.0))
+    assert flow.handle(UtteranceRecognised("", 0.0, 9.0, unclear=True)) == []  # once: then the no-input path
+    assert flow.state is CallState.LISTENING
+    assert flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 10.0)) == [AskDialogue("失业金怎么领")]
+    flow.handle(answered("请问您还有其他问题吗？", now=10.5))
+    assert flow.handle(UtteranceRecognised("", 0.0, 11.0, unclear=True)) == []  # over the agent: not asked
+    assert flow.state is CallState.SPEAKING
+
+
+def test_after_a_new_turn_unclear_speech_is_asked_again_once_more() -> None:
+    flow = greeted()
+    [say] = flow.handle(UtteranceRecognised("", 0.0, 5.0, unclear=True))
+    flow.handle(PlaybackFinished(say.utterance, 7.0))
+    flow.handle(UtteranceRecognised("失业金怎么领", 0.9, 8.0))
+    [answer] = flow.handle(answered("失业金在网上申领。", now=8.5))
+    flow.handle(PlaybackFinished(answer.utterance, 10.0))
+    [again] = flow.handle(UtteranceRecognised("", 0.0, 12.0, unclear=True))
+    assert again.text == Prompts().not_heard
+
+
+def test_noise_is_not_asked_about() -> None:
+    flow = greeted()
+    assert flow.handle(UtteranceRecognised("", 0.0, 5.0)) == []  # nothing was said (Silero heard no speech)
+    assert flow.state is CallState.LISTENING
+
+
 def test_a_notice_that_must_be_heard_is_not_interrupted() -> None:
     flow = CallFlow(recording_notice=True)
     [notice, ask] = flow.handle(CallStarted(0.0))
