@@ -9,7 +9,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import prompts
+from actions import guess, prompts
 from actions.common import anything_else, handoff, keyed_digits, latest_intent
 from hotline_domain.contract import Hangup, HangupReason
 
@@ -115,23 +115,25 @@ class ActionCancel(Action):
 
 
 class ActionFallback(Action):
-    """Reprompt once; after two consecutive turns not understood, hand the call to a person."""
+    """Not understood: ask about the best guess if there is one (guess.py), else reprompt; after two such turns
+    in three, hand the call to a person."""
 
     def name(self) -> str:
         return "action_fallback"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         user_turns = [e for e in tracker.events if e.get("event") == "user"]
-        previous = (
-            (user_turns[-2].get("parse_data") or {}).get("intent", {}).get("name") if len(user_turns) > 1 else None
-        )
-        if previous == "nlu_fallback":
+        recent = [(e.get("parse_data") or {}).get("intent", {}).get("name") for e in user_turns[-3:-1]]
+        if "nlu_fallback" in recent:
             return handoff(dispatcher, tracker, "not_understood", text=prompts.STILL_NOT_UNDERSTOOD)
         if _in_form(tracker):
             dispatcher.utter_message(text=prompts.NOT_AN_ANSWER + "我没有听清楚。")
-        else:
-            dispatcher.utter_message(text=prompts.NOT_UNDERSTOOD)
-        return keep_form_open(tracker)
+            return keep_form_open(tracker)
+        best = guess.best_guess(tracker)
+        if best is not None:
+            return guess.ask(dispatcher, best[0])
+        dispatcher.utter_message(text=prompts.NOT_UNDERSTOOD)
+        return []
 
 
 class ActionReask(Action):
@@ -159,8 +161,11 @@ class ActionYesNo(Action):
         return "action_yes_no"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        said = " ".join(e.get("text") or "" for e in last_bot_turn(tracker))
-        intent = latest_intent(tracker)
+        texts = [e.get("text") or "" for e in last_bot_turn(tracker)]
+        said, intent = " ".join(texts), latest_intent(tracker)
+        asked = guess.pending(tracker, texts)
+        if asked is not None:  # 您是要挂失社保卡吗？
+            return guess.confirmed(tracker, asked) if intent == "affirm" else guess.denied(dispatcher, tracker, asked)
         if intent == "deny" and "还有其他问题吗" in said:
             dispatcher.utter_message(response="utter_goodbye")
             return hang_up(dispatcher)

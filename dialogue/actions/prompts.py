@@ -19,3 +19,44 @@ NOT_AN_ANSWER = "不好意思，"
 OUT_OF_SCOPE_MEDICAL = "医保报销的问题请拨打医保服务热线12393咨询。"
 OUT_OF_SCOPE_HOUSING_FUND = "住房公积金的问题请拨打公积金服务热线12329咨询。"
 OUT_OF_SCOPE = "这个问题不在人社服务的范围内，我这边帮不上忙。我可以帮您办社保、社保卡、就业、人才和劳动维权方面的事。"
+
+# The confirming question when the caller was half understood: 您是要挂失社保卡吗？ (conversation.ActionFallback)
+GUESSES = {
+    "query_pension_contribution": "查养老保险缴费",
+    "query_pension_payment": "查养老金发放",
+    "pension_certification": "问养老金资格认证",
+    "retirement_age": "问退休年龄",
+    "insurance_transfer": "问社保转移",
+    "unemployment_benefit": "问失业保险金",
+    "work_injury": "问工伤",
+    "flexible_employment_insurance": "问灵活就业交社保",
+    "contribution_certificate": "开社保缴费证明",
+    "card_loss_report": "挂失社保卡",
+    "card_application": "办社保卡",
+    "card_progress": "查社保卡办理进度",
+    "card_activation": "激活社保卡",
+    "electronic_card": "申领电子社保卡",
+    "job_search": "找工作",
+    "unemployment_registration": "办失业登记",
+    "vocational_training": "问职业培训",
+    "entrepreneurship_support": "问创业扶持",
+    "career_guidance": "问职业指导",
+    "talent_policy": "问人才政策",
+    "professional_title": "问职称评审",
+    "skill_certificate": "查技能证书",
+    "personnel_archive": "问人事档案",
+    "wage_arrears": "反映拖欠工资",
+    "labor_arbitration": "申请劳动仲裁",
+    "arbitration_progress": "查仲裁进度",
+    "labor_contract": "问劳动合同",
+    "request_human": "转人工",
+    "complain": "投诉",
+}
+GUESS_PREFIX = "您是要"
+
+
+def guess_question(intent: str) -> str:
+    return f"{GUESS_PREFIX}{GUESSES[intent]}吗？"
+
+
+GUESS_DENIED = "好的，请您再说一下要办理什么业务。"

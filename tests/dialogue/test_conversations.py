@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+import redis
 import yaml
 from sqlalchemy import create_engine, select
 
@@ -322,3 +324,26 @@ async def test_after_repeat_or_not_understood_inside_a_form_the_next_answer_fill
     assert turn.texts[0] == "不好意思，这个回答我没法用。" and turn.text.count("哪一类工作") == 1
     turn = await caller.say("保安")
     assert turn.text.startswith("为您找到北京")
+
+
+# Two neighbouring intents heard through a bad line (Whisper's hearing of 我那个养老保险个人账户里头攒了多少钱啊):
+# the classifier cannot choose between them, so the caller is asked about the best guess.
+HALF_UNDERSTOOD = "我那个养老抱显割人杖护理偷断了多少钱啊？"
+
+
+async def test_a_half_understood_request_is_confirmed_and_then_served(caller: Caller) -> None:
+    turn = await caller.say(HALF_UNDERSTOOD)
+    guess = re.fullmatch(r"您是要(.+)吗？", turn.text)
+    assert guess and turn.handoff is None, turn.text
+    turn = await caller.say("对")
+    assert "身份证" in turn.text and turn.collect is not None  # a query: identity first, as if understood at once
+    item = json.loads(redis.Redis.from_url(caller.redis_url).lindex("hotline:nlu:guesses", 0))
+    assert item["answer"] == "affirm" and item["conversation"] == caller.sender and item["text"] == HALF_UNDERSTOOD
+
+
+async def test_a_wrong_guess_is_asked_again_and_a_second_miss_goes_to_a_person(caller: Caller) -> None:
+    assert (await caller.say(HALF_UNDERSTOOD)).text.startswith("您是要")
+    turn = await caller.say("不是")
+    assert turn.text == "好的，请您再说一下要办理什么业务。" and turn.handoff is None
+    turn = await caller.say("咕噜叽里呱啦布拉布拉")
+    assert turn.handoff is not None and turn.handoff.reason is HandoffReason.NOT_UNDERSTOOD
