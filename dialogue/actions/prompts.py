@@ -50,7 +50,6 @@ GUESSES = {
     "arbitration_progress": "查仲裁进度",
     "labor_contract": "问劳动合同",
     "request_human": "转人工",
-    "complain": "投诉",
 }
 GUESS_PREFIX = "您是要"
 
