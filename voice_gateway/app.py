@@ -235,7 +235,7 @@ def load_speech(config: GatewaySettings) -> SpeechEngines:
     """Load the speech models once per process, warm them up, and render the prompts a broken synthesiser needs."""
     from voice_gateway.asr import make_recognizer
     from voice_gateway.neural_tts import make_synthesizer
-    from voice_gateway.vad import Endpointer, WebRtcVad
+    from voice_gateway.vad import Endpointer, SileroGatedVad, WebRtcVad
 
     recognizer = make_recognizer(config.asr_engine)
     synthesizer = make_synthesizer(config)  # HOTLINE_TTS: the neural voice where installed, else espeak-ng
@@ -248,7 +248,11 @@ def load_speech(config: GatewaySettings) -> SpeechEngines:
     return SpeechEngines(
         recognizer=recognizer,
         synthesizer=synthesizer,
-        make_endpointer=lambda rate: Endpointer(WebRtcVad(), sample_rate=rate, end_silence_ms=config.end_silence_ms),
+        make_endpointer=lambda rate: Endpointer(
+            SileroGatedVad() if config.vad == "silero-gated" else WebRtcVad(),
+            sample_rate=rate,
+            end_silence_ms=config.end_silence_ms,
+        ),
         canned=canned,
     )
 

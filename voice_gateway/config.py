@@ -23,6 +23,9 @@ def _default_cache(env: Mapping[str, str]) -> Path:
     return Path(base)
 
 
+VADS = ("webrtc", "silero-gated")
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     """The voice gateway process: where it listens, who may call, its engines and timings."""
@@ -53,6 +56,9 @@ class GatewaySettings:
     queue_limit_s: float = 600.0  # then a last callback offer and a goodbye
     # end of turn after this much silence: 600 ms keeps callers' comma pauses (400-500 ms) inside one turn
     end_silence_ms: int = 600
+    # "webrtc", or "silero-gated" for lines with steady non-speech noise (docs/voice.md: it ends turns in street noise
+    # that WebRTC's VAD takes for speech, but splits more quiet sentences at their comma pauses)
+    vad: str = "webrtc"
     rasa_timeout_s: float = 5.0  # one dialogue turn; slower than this is a failure the caller hears about
     drain_s: float = 1800.0  # SIGTERM: calls in progress may finish for this long, then hear a goodbye
     log_level: str = "INFO"
@@ -69,6 +75,10 @@ class GatewaySettings:
     console_secret: str = ""  # signs sessions and CSRF tokens; "": one made once, kept in var/run/console-secret
     console_session_max_age_s: int = 12 * 3600  # a sign-in lasts one shift, counted from the sign-in
     console_https_only: bool = False  # cookies with Secure: set when a TLS proxy serves the consoles
+
+    def __post_init__(self) -> None:
+        if self.vad not in VADS:
+            raise ValueError(f"HOTLINE_VAD is one of {', '.join(VADS)}, got {self.vad!r}")
 
 
 @dataclass
@@ -120,6 +130,7 @@ class Settings:
             queue_callback_offer_s=float(get("HOTLINE_QUEUE_CALLBACK_OFFER_S", "180")),
             queue_limit_s=float(get("HOTLINE_QUEUE_LIMIT_S", "600")),
             end_silence_ms=int(get("HOTLINE_END_SILENCE_MS", "600")),
+            vad=get("HOTLINE_VAD", "webrtc"),
             rasa_timeout_s=float(get("HOTLINE_RASA_TIMEOUT_S", "5")),
             drain_s=float(get("HOTLINE_DRAIN_S", "1800")),
             log_level=get("HOTLINE_LOG_LEVEL", "INFO"),

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
+import numpy as np
+import soxr
+
 from voice_gateway.audio import FRAME_MS, frame_bytes, rms_dbfs
 from voice_gateway.engines import VoiceActivityDetector
 
@@ -57,6 +60,54 @@ class WebRtcVad:
         check_vad_frame(frame, sample_rate)
         speech = self._vad.is_speech(frame, sample_rate)  # always run: the VAD adapts to the line's noise
         return speech and rms_dbfs(frame) > self.floor_dbfs
+
+
+class SileroGatedVad:
+    """WebRTC's VAD, with Silero's neural voice detector as a veto: a frame is speech only if WebRTC says so and
+    Silero's latest speech probability is above `veto_below`.
+
+    WebRTC's VAD adapts slowly to noise that starts after speech: with street noise going on after the caller
+    stopped (10 dB SNR, through G.711), 10 of 30 turns never ended within 3 s. Silero keeps such noise under 0.1
+    and ended all 30 about 0.4 s after the last word. Silero alone misses a lone 对 through G.711 (its probability
+    peaks near 0.4), so it only vetoes. Babble (other people talking) is speech to both; it is less often taken
+    for the caller with the veto (6 to 21 of 30 turns ended, against none). Silero's ONNX model ships with
+    faster-whisper; one 32 ms window costs ~0.15 ms on one core. One per call (it keeps its recurrent state)."""
+
+    WINDOW = 512  # Silero's window at 16 kHz (32 ms), with 64 samples of context before it
+
+    def __init__(self, webrtc: WebRtcVad | None = None, veto_below: float = 0.15) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self.webrtc = webrtc or WebRtcVad()
+        self.veto_below = veto_below
+        self._session = get_vad_model().session
+        self._state = np.zeros((2, 1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(64, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._upsample: soxr.ResampleStream | None = None
+        self.probability = 0.0
+
+    def is_speech(self, frame: bytes, sample_rate: int) -> bool:
+        voiced = self.webrtc.is_speech(frame, sample_rate)  # checks the frame, and always adapts
+        self._listen(frame, sample_rate)
+        return voiced and self.probability >= self.veto_below
+
+    def _listen(self, frame: bytes, sample_rate: int) -> None:
+        samples = np.frombuffer(frame, dtype="<i2")
+        if sample_rate != 16000:
+            if self._upsample is None:
+                self._upsample = soxr.ResampleStream(sample_rate, 16000, 1, dtype="int16")
+            samples = self._upsample.resample_chunk(samples)
+        self._pending = np.concatenate([self._pending, samples.astype(np.float32) / 32768.0])
+        while len(self._pending) >= self.WINDOW:
+            window, self._pending = self._pending[: self.WINDOW], self._pending[self.WINDOW :]
+            h, c = self._state
+            out, h, c = self._session.run(
+                None, {"input": np.concatenate([self._context, window])[None], "h": h, "c": c}
+            )
+            self._state = np.stack([h, c])
+            self._context = window[-64:]
+            self.probability = float(np.asarray(out).reshape(-1)[0])
 
 
 def _frames(ms: int, frame_ms: int) -> int:

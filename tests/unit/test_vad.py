@@ -6,10 +6,13 @@ import json
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from voice_gateway.audio import frame_bytes, frames, resample, rms_dbfs
-from voice_gateway.vad import SPEECH_END, SPEECH_START, Endpointer, WebRtcVad
+from voice_gateway.testing import channel
+from voice_gateway.testing.ws_caller import read_wav
+from voice_gateway.vad import SPEECH_END, SPEECH_START, Endpointer, SileroGatedVad, WebRtcVad
 
 AUDIO = Path(__file__).resolve().parents[1] / "audio"
 MANIFEST = json.loads((AUDIO / "manifest.json").read_text(encoding="utf-8"))
@@ -217,3 +220,38 @@ def test_backchannels_do_not_barge_in_but_a_request_does(rate: int) -> None:
     request = list(frames(load("intent_request_human_1.wav", rate), rate))  # 帮我转一下人工客服。
     flags = barge_in_flags(Endpointer(WebRtcVad(), rate), request)
     assert any(flags) and flags.index(True) * 20 < 800  # interrupts within 0.8 s of the start of the file
+
+
+def _street_call(name: str, snr_db: float = 10.0) -> tuple[bytes, int, float]:
+    """A committed recording with street noise going on for 3 s after it, through G.711: (PCM, rate, speech s)."""
+
+    x = channel._f(read_wav(AUDIO / name, 16000))
+    padded = np.concatenate([x, np.zeros(3 * 16000)])
+    noise = channel.street_noise(len(padded), np.random.default_rng(len(x)))
+    noise *= channel._rms(x) / channel._rms(noise) / 10 ** (snr_db / 20)
+    pcm, rate = channel.telephone(padded + noise)
+    return pcm, rate, len(x) / 16000
+
+
+def _turn_ends(vad: object, pcm: bytes, rate: int) -> float | None:
+    endpointer = Endpointer(vad, rate, end_silence_ms=600)  # type: ignore[arg-type]
+    for i, frame in enumerate(frames(pcm, rate, 20)):
+        if endpointer.feed(frame) == "speech_end":
+            return (i + 1) * 0.02
+    return None
+
+
+STREET_FILES = [f"intent_{n}.wav" for n in ("card_loss_report_1", "job_search_1", "wage_arrears_2", "work_injury_1")]
+
+
+def test_silero_gated_vad_ends_turns_in_street_noise() -> None:
+    """Street noise after the caller stopped, at 10 dB SNR: every turn ends within 1.5 s of the recording's end."""
+    for name in STREET_FILES:
+        pcm, rate, speech_s = _street_call(name)
+        end = _turn_ends(SileroGatedVad(), pcm, rate)
+        assert end is not None and end - speech_s < 1.5, (name, end, speech_s)
+
+
+def test_silero_gated_vad_hears_a_lone_dui_on_the_phone() -> None:
+    pcm, rate = channel.telephone(channel._f(read_wav(AUDIO / "backchannel_dui.wav", 16000)))
+    assert _turn_ends(SileroGatedVad(), pcm + bytes(rate * 2), rate) is not None
