@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +54,12 @@ MAX_MESSAGE_BYTES = 64 * 1024  # a Twilio media message is ~300 bytes, a PCM fra
 def twilio_signature(auth_token: str, url: str) -> str:
     """Twilio's request signature for a WebSocket upgrade (no POST parameters): base64 HMAC-SHA1 of the URL."""
     return base64.b64encode(hmac.new(auth_token.encode(), url.encode(), hashlib.sha1).digest()).decode()
+
+
+def _task_kinds() -> dict[str, int]:
+    """How many asyncio tasks run each coroutine (by qualified name), most first."""
+    kinds = Counter(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())
+    return dict(kinds.most_common())
 
 
 class Gateway:
@@ -134,6 +141,7 @@ class Gateway:
                 "end_silence_ms": self.config.end_silence_ms,
                 "pid": os.getpid(),
                 "tasks": len(asyncio.all_tasks()),
+                "task_kinds": _task_kinds(),  # what they are running: a leak shows as one kind that grows
                 "threads": threading.active_count(),
                 "dependencies": self.health.report(),
             }

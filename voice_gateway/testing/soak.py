@@ -21,6 +21,7 @@ from typing import Any
 from voice_gateway.testing.bench import BenchConfig, intent_wavs, one_call
 
 SETTLE_S = 15.0  # after the last call: what is still held then is kept, not in use
+SETTLE_MAX_S = 90.0  # ...or up to this long, while more tasks run than at the start (calls still winding down)
 SAMPLE_S = 30.0  # the process is also read this often while the calls run: a leak grows steadily, a cache levels off
 
 
@@ -35,16 +36,30 @@ def process_state(pid: int, health_url: str) -> dict[str, Any]:
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "threads": int(status["Threads"]),
         "tasks": health.get("tasks"),
+        "task_kinds": health.get("task_kinds"),
         "calls": health.get("calls"),
     }
+
+
+async def settled(start: dict[str, Any], gateway_pid: int, health_url: str) -> dict[str, Any]:
+    """The gateway once the calls have wound down: after SETTLE_S, and then as soon as no more tasks run than at
+    the start (a task that outlives its call by seconds is not a leak; one still there after SETTLE_MAX_S is)."""
+    await asyncio.sleep(SETTLE_S)
+    waited = SETTLE_S
+    state = await asyncio.to_thread(process_state, gateway_pid, health_url)
+    while (state["tasks"] or 0) > (start["tasks"] or 0) and waited < SETTLE_MAX_S:
+        await asyncio.sleep(2.0)
+        waited += 2.0
+        state = await asyncio.to_thread(process_state, gateway_pid, health_url)
+    return {**state, "settled_after_s": waited}
 
 
 async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url: str) -> dict[str, Any]:
     wavs = intent_wavs(config.end_silence_ms)
     warm = BenchConfig(**{**asdict(config), "rounds": 1, "turns": 1, "barge_every": 0, "warmup": False})
+    idle = process_state(gateway_pid, health_url)
     await asyncio.gather(*(one_call(warm, i, wavs, random.Random(i)) for i in range(config.calls)))
-    await asyncio.sleep(SETTLE_S)
-    start = process_state(gateway_pid, health_url)
+    start = await settled(idle, gateway_pid, health_url)
     deadline = time.monotonic() + minutes * 60
     rng = random.Random(config.seed)
 
@@ -69,8 +84,7 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
     calls = [call for placed in await asyncio.gather(*(slot(i) for i in range(config.calls))) for call in placed]
     wall = time.monotonic() - began
     sampler.cancel()
-    await asyncio.sleep(SETTLE_S)
-    end = process_state(gateway_pid, health_url)
+    end = await settled(start, gateway_pid, health_url)
     failed = [c for c in calls if "error" in c or not c.get("completed")]
     return {
         "config": {k: v for k, v in asdict(config).items() if k != "token"},
