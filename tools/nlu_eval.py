@@ -3,6 +3,7 @@
     .venv/bin/python tools/nlu_eval.py split                 # tests/data/nlu_holdout.yml -> nlu_dev.yml, nlu_eval.yml
     .venv/bin/python tools/nlu_eval.py evaluate --split eval # the trained model (models/), report in reports/
     .venv/bin/python tools/nlu_eval.py levers                # train each lever's pipeline, measure it (slow)
+    .venv/bin/python tools/nlu_eval.py table                 # reports/nlu-levers.json as a Markdown table
 
 `split` drops the held-out sentences that are (nearly) training examples (components.caller_text.leaks), then
 puts each remaining sentence in dev or eval by a hash of its text. Dev is for choosing hyperparameters and
@@ -29,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "dialogue"))
 
-from components.caller_text import leaks  # noqa: E402
+from components.caller_text import leading_filler_end, leaks  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 SPLITS = {"dev": DATA / "nlu_dev.yml", "eval": DATA / "nlu_eval.yml"}
@@ -37,6 +38,10 @@ HOLDOUT = DATA / "nlu_holdout.yml"
 TRAINING = ROOT / "nlu_data" / "nlu"
 REPORTS = ROOT / "reports"
 SWAP_RATE, SEED = 0.2, 12333
+# what callers say before a request; "prefixed" puts one (chosen by the sentence) before every request
+# (every sentence but the conversation-control ones: a greeting before 对 or 再见 is not a request)
+CONTROL_INTENTS = {"greet", "goodbye", "thank", "affirm", "deny", "repeat", "stop"}
+GREETING_PREFIXES = ("喂你好", "喂，你好，", "嗯，那个，", "你好，请问", "喂喂，", "喂您好，那个")
 
 
 def read_examples(path: Path) -> list[tuple[str, str]]:
@@ -114,6 +119,11 @@ def swap_homophones(text: str, table: dict[str, list[str]], rate: float = SWAP_R
     return "".join(chars)
 
 
+def with_greeting(text: str) -> str:
+    """The sentence after a greeting or filler prefix, chosen by the sentence's hash."""
+    return GREETING_PREFIXES[hashlib.sha256(text.encode()).digest()[1] % len(GREETING_PREFIXES)] + text
+
+
 # --- evaluation (Rasa environment) ---
 def _git_commit() -> str:
     run = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -146,9 +156,12 @@ def evaluate(model: Path, split: str, probes: list[str], table: dict[str, list[s
     pairs = read_examples(SPLITS[split])
     table = table if table is not None else homophone_table()
     swapped = [(i, swap_homophones(t, table)) for i, t in pairs]
-    parsed = parse_all(model, [t for _, t in pairs] + [t for _, t in swapped] + probes)
-    clean_acc, clean_err = accuracy(pairs, parsed[: len(pairs)])
-    swap_acc, swap_err = accuracy(swapped, parsed[len(pairs) : 2 * len(pairs)])
+    prefixed = [(i, with_greeting(t)) for i, t in pairs if i not in CONTROL_INTENTS and leading_filler_end(t) == 0]
+    n, m = len(pairs), len(prefixed)
+    parsed = parse_all(model, [t for _, t in pairs + swapped + prefixed] + probes)
+    clean_acc, clean_err = accuracy(pairs, parsed[:n])
+    swap_acc, swap_err = accuracy(swapped, parsed[n : 2 * n])
+    prefix_acc, prefix_err = accuracy(prefixed, parsed[2 * n : 2 * n + m])
     return {
         "split": split,
         "sentences": len(pairs),
@@ -158,7 +171,8 @@ def evaluate(model: Path, split: str, probes: list[str], table: dict[str, list[s
         "clean": {"accuracy": round(clean_acc, 4), "errors": clean_err},
         "swapped": {"accuracy": round(swap_acc, 4), "swap_rate": SWAP_RATE, "seed": SEED, "errors": swap_err},
         "gap": round(clean_acc - swap_acc, 4),
-        "probes": parsed[2 * len(pairs) :],
+        "prefixed": {"accuracy": round(prefix_acc, 4), "sentences": m, "errors": prefix_err},
+        "probes": parsed[2 * n + m :],
     }
 
 
@@ -207,6 +221,22 @@ def write_report(name: str, report: dict[str, Any]) -> Path:
     return path
 
 
+def lever_table(report: dict[str, Any]) -> str:
+    """The lever-by-lever table of a `levers` report, in Markdown."""
+    rows = [
+        "| lever | C | dev clean / swapped | dev after a greeting | eval clean / swapped (gap) | training |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["levers"]:
+        dev, ev = r["dev"], r["eval"]
+        prefixed = f"{dev['prefixed']:.3f}" if "prefixed" in dev else "-"
+        rows.append(
+            f"| {r['lever']} | {r['C']:g} | {dev['clean']:.3f} / {dev['swapped']:.3f} | {prefixed} | "
+            f"{ev['clean']:.3f} / {ev['swapped']:.3f} ({ev['gap'] * 100:.1f} pt) | {r['training_s']:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,9 +248,13 @@ def main() -> int:
     ev.add_argument("--out", help="report file name in reports/ (default nlu-eval-SPLIT.json)")
     lv = sub.add_parser("levers", help="train and measure each lever (see tools/nlu_levers.py)")
     lv.add_argument("names", nargs="*", help="only these levers")
+    sub.add_parser("table", help="reports/nlu-levers.json as a Markdown table")
     args = parser.parse_args()
     if args.command == "split":
         print(json.dumps(make_splits()))
+        return 0
+    if args.command == "table":
+        print(lever_table(json.loads((REPORTS / "nlu-levers.json").read_text(encoding="utf-8"))))
         return 0
     _in_rasa_env()
     quiet()

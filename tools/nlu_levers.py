@@ -122,7 +122,11 @@ def measure(label: str, pipeline: list[dict[str, Any]], choose_c: bool, table: d
         "lever": label,
         "C": c_used,
         "dev_by_C": grid,
-        "dev": {"clean": dev["clean"]["accuracy"], "swapped": dev["swapped"]["accuracy"]},
+        "dev": {
+            "clean": dev["clean"]["accuracy"],
+            "swapped": dev["swapped"]["accuracy"],
+            "prefixed": dev["prefixed"]["accuracy"],
+        },
         "eval": {"clean": ev["clean"]["accuracy"], "swapped": ev["swapped"]["accuracy"], "gap": ev["gap"]},
         "training_s": round(seconds, 1),
         "greeting_probes": [{k: p[k] for k in ("text", "intent", "confidence")} for p in dev["probes"]],
