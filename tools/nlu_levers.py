@@ -137,7 +137,7 @@ def measure(label: str, pipeline: list[dict[str, Any]], choose_c: bool, table: d
 
 
 def run_levers(names: list[str]) -> dict[str, Any]:
-    """Measure the levers (all, or those whose label contains one of `names`) into reports/nlu-levers.json.
+    """Measure the levers (all, or those named exactly or by part of the label) into reports/nlu-levers.json.
 
     Each lever's result replaces that lever's entry in the report as soon as it is measured.
     """
@@ -146,8 +146,9 @@ def run_levers(names: list[str]) -> dict[str, Any]:
     path = REPORTS / "nlu-levers.json"
     report = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"levers": []}
     order = list(_levers())
+    exact = [label for label in order if label in names]
     for label, build in _levers().items():
-        if names and not any(n in label for n in names):
+        if names and label not in exact and not any(n in label for n in names if n not in order):
             continue
         c = _fixed_c(label, report)
         choose_c = c is None and (label.startswith("+") or "C chosen" in label)
