@@ -224,6 +224,15 @@ def _commit() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def _started(runtime: dict[str, Any]) -> str | None:
+    """When the gateway process started (local time), from /proc; None if it cannot be told."""
+    try:
+        since = Path(f"/proc/{int(runtime['pids']['gateway'])}").stat().st_ctime
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+
+
 def _health(base_url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(base_url.replace("ws", "http", 1) + "/healthz", timeout=5) as response:
@@ -247,13 +256,15 @@ def main() -> int:
     base_url = runtime["gateway_url"]
     health = _health(base_url)
     entries = split_entries(args.split, args.limit)
+    commit = _commit()  # the tree now; the gateway runs the code it was started with (gateway_started)
     started = time.monotonic()
     print(f"{len(entries)} recordings x {len(channels)} channels, {args.concurrency} calls at once", file=sys.stderr)
     results = asyncio.run(
         measure(base_url, runtime.get("gateway_token", ""), runtime["redis_url"], entries, channels, args.concurrency)
     )
     report = {
-        "commit": _commit(),
+        "commit": commit,
+        "gateway_started": _started(runtime),
         "split": args.split,
         "engine": health.get("asr", {}),
         "end_silence_ms": health.get("end_silence_ms"),
