@@ -240,10 +240,11 @@ def _clean(text: str) -> str:
 
 
 # --- Whisper ---
-# The prompt follows the dialogue (docs/voice.md): naming the domain's words lowers the character error rate, but
-# made spoken ID digits much worse; so the short prompt is used while the dialogue waits for a number. Chosen on the
-# development split (tests/audio, "split": "dev") through the phone channel: this list of the trainers' words
-# (dialogue/dictionary) took CER from 0.187 to 0.167 against the earlier five-word prompt, at the same CPU.
+# The prompt follows the dialogue (docs/voice.md): naming the domain's words, but the short prompt while the
+# dialogue waits for a number (the domain prompt made spoken ID digits much worse). This list of the trainers' words
+# (dialogue/dictionary) against the earlier five-word BRIEF_PROMPT, development split through the phone channel
+# (tools/asr_levers.py): CER 0.216 against 0.215, first-turn intents 61 against 62 of 70 - no gain. It is what the
+# evaluation-split figures in README were measured with; re-decide it with a fresh evaluation run.
 PROMPT = (
     "以下是打给12333热线的普通话来电，说到社保卡挂失、补办、激活、电子社保卡、养老金、养老保险、缴费证明、资格认证、"
     "延迟退休、转移接续、失业登记、失业金、工伤认定、灵活就业、劳动合同、劳动仲裁、欠薪、职称、技能证书、人事档案、"
