@@ -18,8 +18,8 @@ import pytest
 
 from voice_gateway import speech_models
 from voice_gateway.asr import (
-    VoskRecognizer,
     PROMPT,
+    VoskRecognizer,
     WhisperRecognizer,
     echoes,
     looks_hallucinated,
