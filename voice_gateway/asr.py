@@ -254,9 +254,9 @@ BRIEF_PROMPT = "以下是普通话的句子，关于社保卡、养老金、失�
 DIGITS_PROMPT = "以下是普通话的句子，关于社保、养老金、社保卡。"
 # On short utterances a long prompt is echoed (是的 came back as 失业, 不是 as 普通话来电): up to SHORT_SECONDS the
 # first pass has the brief prompt, and a transcript that is only a piece of its prompt is taken as not heard.
-# Whisper base writes nothing for most one- or two-word answers after a sentence-like prompt (对, 好的, 不是: 5 of 8
-# short answers through G.711 came back empty). When the first pass is empty but Silero's voice detector (shipped
-# with faster-whisper) hears speech, a second pass primed with short answers reads them: 7 of those 8.
+# Whisper base writes nothing for most one- or two-word answers after a sentence-like prompt (对, 好的, 不是 through
+# G.711). When the first pass is empty but Silero's voice detector (shipped with faster-whisper) hears speech, a
+# second pass primed with short answers reads most of them (docs/voice.md).
 ANSWERS_PROMPT = "对。好的。不是。没有。是的。可以。再见。"
 SHORT_SECONDS = 1.5  # longer utterances get the long prompt first, and the second pass with no prompt at all
 SPEECH_PROB = 0.3  # Silero's speech probability per 32 ms window: noise and silence stay under 0.1

@@ -171,7 +171,7 @@ def test_whisper_hears_nothing_in_silence_and_noise(whisper: WhisperRecognizer, 
 @pytest.mark.parametrize("name", ["backchannel_dui.wav", "backchannel_haode.wav", "intent_affirm_1.wav"])
 def test_short_answers_through_the_phone_are_heard(whisper: WhisperRecognizer, name: str) -> None:
     """One- and two-word answers through G.711: a text, or at least `unclear` (the caller is asked again), never
-    nothing. Before the second pass, Whisper gave nothing for 5 of 8 such answers."""
+    nothing. Without the second pass, the first two come back empty."""
     pcm, rate = read_wav(name)
     phone = ulaw_decode(ulaw_encode(resample(pcm, rate, 8000)))
     transcript = recognise(whisper, phone, 8000)
