@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the project's packages
 
 from tools.intent_accuracy import parse
-from tools.phone_accuracy import chars as bare
-from tools.phone_accuracy import edits
 from voice_gateway import speech_models
 from voice_gateway.asr import WhisperRecognizer
 from voice_gateway.config import PROJECT_ROOT, Settings
 from voice_gateway.testing import channel
+from voice_gateway.testing.text_errors import chars as bare
+from voice_gateway.testing.text_errors import edits
 from voice_gateway.testing.ws_caller import read_wav
 
 AUDIO = PROJECT_ROOT / "tests" / "audio"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import time
@@ -25,11 +24,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from voice_gateway.asr import normalise
 from voice_gateway.audio import frames
 from voice_gateway.call_store import CallStore
 from voice_gateway.config import PROJECT_ROOT, Settings
 from voice_gateway.testing import channel
+from voice_gateway.testing.text_errors import cer
 from voice_gateway.testing.ws_caller import PcmCaller, SimulatedCaller, read_wav
 
 AUDIO = PROJECT_ROOT / "tests" / "audio"
@@ -48,25 +47,6 @@ def split_entries(split: str, limit: int | None = None) -> list[dict[str, Any]]:
         step = len(entries) / limit
         entries = [entries[int(i * step)] for i in range(limit)]
     return entries
-
-
-def chars(text: str) -> str:
-    """Text as CER compares it: normalised as callers are (digits, simplified), without punctuation or spaces."""
-    return re.sub(r"[\W_]", "", normalise(text or ""))
-
-
-def edits(reference: str, hypothesis: str) -> int:
-    row = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        diagonal, row[0] = row[0], i
-        for j, h in enumerate(hypothesis, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
-    return row[len(hypothesis)]
-
-
-def cer(reference: str, hypothesis: str) -> float:
-    ref = chars(reference)
-    return edits(ref, chars(hypothesis)) / max(len(ref), 1)
 
 
 def caller_for(base_url: str, token: str, name: str) -> SimulatedCaller:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -38,12 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from voice_gateway.asr import make_recognizer, normalise  # noqa: E402
+from voice_gateway.asr import make_recognizer  # noqa: E402
 from voice_gateway.audio import frames, ulaw_decode, ulaw_encode  # noqa: E402
 from voice_gateway.config import Settings  # noqa: E402
 from voice_gateway.neural_tts import EspeakVoice, NeuralSynthesizer  # noqa: E402
 from voice_gateway.prompt_store import PromptStore, StoredVoice, fixed_sentences  # noqa: E402
 from voice_gateway.speech_text import sentences, speakable  # noqa: E402
+from voice_gateway.testing.text_errors import chars, edits  # noqa: E402
 from voice_gateway.tts import EspeakSynthesizer  # noqa: E402
 
 # What the actions say with a caller's numbers in it: amounts, dates, phone numbers, reference numbers.
@@ -101,19 +101,6 @@ NUMBER_SENTENCES = [
 ]
 
 SUBSET_SIZE = 12
-
-
-def chars(text: str) -> str:
-    return re.sub(r"[\W_]", "", normalise(text))
-
-
-def edits(reference: str, hypothesis: str) -> int:
-    row = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        diagonal, row[0] = row[0], i
-        for j, h in enumerate(hypothesis, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
-    return row[len(hypothesis)]
 
 
 def phone_channel(pcm8k: bytes) -> bytes:

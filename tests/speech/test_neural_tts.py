@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -32,9 +31,7 @@ from voice_gateway.neural_tts import (
 )
 from voice_gateway.prompt_store import PromptStore, StoredVoice, fixed_sentences, fixed_texts
 from voice_gateway.speech_text import sentences, speakable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from voice_intelligibility import chars, edits
+from voice_gateway.testing.text_errors import chars, edits
 
 # Through the phone channel (8 kHz mu-law) into Whisper base: measured 0.20 on these twelve; on all 107 fixed
 # sentences 0.13 and on 50 with numbers 0.20, espeak-ng 0.66 and 0.63 (tools/voice_intelligibility.py, report in
