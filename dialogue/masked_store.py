@@ -71,6 +71,17 @@ def _entities(entities: Any) -> Any:
     return out
 
 
+_MODEL_KEYS = ("model_id", "assistant_id")  # Rasa's own marks of which model answered: never a caller's data
+
+
+def _metadata(metadata: Any) -> Any:
+    """An event's metadata redacted, but for the model's id (hex that can look like a card number)."""
+    if not isinstance(metadata, dict):
+        return redact_data(metadata)
+    kept = {k: metadata[k] for k in _MODEL_KEYS if isinstance(metadata.get(k), str)}
+    return {**redact_data({k: v for k, v in metadata.items() if k not in kept}), **kept}
+
+
 _KEYPAD_DIGITS = re.compile(r'("digits"\s*:\s*")[^"]*(")')
 
 
@@ -103,10 +114,10 @@ def mask_event(event: dict[str, Any], requested_slot: str | None = None) -> dict
                 parse["text"] = redact(parse["text"])
             parse["entities"] = _entities(parse.get("entities"))
             if "metadata" in parse:
-                parse["metadata"] = redact_data(parse["metadata"])
+                parse["metadata"] = _metadata(parse["metadata"])
             event["parse_data"] = parse
         if "metadata" in event:
-            event["metadata"] = redact_data(event["metadata"])
+            event["metadata"] = _metadata(event["metadata"])
         if requested_slot == "service_password":
             event = _keyed_password(event)
     elif kind == "bot":
