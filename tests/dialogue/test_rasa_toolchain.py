@@ -158,7 +158,7 @@ def test_held_out_callers_through_hotline_nlu_parse(rasa_env: RasaEnv, model: Pa
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(texts)
-    assert all(set(line) == {"text", "intent", "confidence", "entities"} for line in lines)
+    assert all(set(line) == {"text", "intent", "confidence", "ranking", "entities"} for line in lines)
     right = Counter(intent for (intent, _), line in zip(texts, lines, strict=True) if line["intent"] == intent)
     total = Counter(intent for intent, _ in texts)
     accuracy = sum(right.values()) / len(texts)
