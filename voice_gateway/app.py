@@ -30,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from hotline_domain.keys import KeyUnavailable
-from voice_gateway import metrics
+from voice_gateway import dialogue_switch, metrics
 from voice_gateway.breaker import GuardedDialogue
 from voice_gateway.call_store import CallStore
 from voice_gateway.calls import Call, Switchboard
@@ -44,6 +44,8 @@ from voice_gateway.queueing import SkillQueues
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
+from voice_gateway.training.collector import collecting
+from voice_gateway.training.desk import TrainingDesk
 from voice_gateway.transports import pcm, sip, twilio, webrtc
 from voice_gateway.transports.common import CloseCode
 
@@ -282,15 +284,20 @@ async def main() -> None:
     dialogue = GuardedDialogue(rasa)
     health = Health([Dependency("redis", redis.ping), Dependency("dialogue", rasa.status)])
     gateway = Gateway(settings, speech, dialogue, store, health, queues)
-    consoles = make_app(settings, RedisBackend(redis, queues))
+    consoles = make_app(settings, RedisBackend(redis, queues), lambda engine: TrainingDesk(settings, engine, key))
     loop = asyncio.get_running_loop()
     stop, drain = loop.create_future(), loop.create_future()
     loop.add_signal_handler(signal.SIGINT, lambda: stop.done() or stop.set_result(None))
     loop.add_signal_handler(signal.SIGTERM, lambda: drain.done() or drain.set_result(None))
     watcher = asyncio.create_task(metrics.watch_event_loop())
-    async with serve_console(consoles, config.console_host, config.console_port):
+    following = asyncio.create_task(dialogue_switch.follow(redis, rasa))  # a promoted model's server
+    async with (
+        serve_console(consoles, config.console_host, config.console_port),
+        collecting(redis, consoles.state.training.inbox),  # the dialogue's turns into the trainer's inbox
+    ):
         await gateway.serve_forever(stop, drain)
     watcher.cancel()
+    following.cancel()
     await rasa.close()
 
 

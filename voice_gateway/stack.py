@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotline_domain.keys import ensure_key_file
+from voice_gateway import dialogue_switch
 from voice_gateway.config import Settings
 from voice_gateway.rasa_env import RasaEnv
+from voice_gateway.training.versions import ModelVersions
 
 
 class StartError(RuntimeError):
@@ -258,6 +260,9 @@ class Stack:
     rasa_token: str = ""  # Rasa's HTTP API token: "", the settings' (RASA_TOKEN), or a new random one
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
+    model: Path | None = None  # the dialogue model in service
+    origin: str = ""  # the first Rasa server's URL: the gateways' RASA_URL, under which a switch is announced
+    switcher: dialogue_switch.ModelSwitcher | None = None  # puts a trainer's promoted model into service
 
     def __post_init__(self) -> None:
         self.gateway_token = self.gateway_token or self.settings.gateway.token or secrets.token_urlsafe(16)
@@ -278,33 +283,84 @@ class Stack:
                 self.settings, rasa, self.redis_url, self.rasa_port, model, self.rasa_token
             )
             self._start(rasa_server, on_start)
+            self.model, self.origin = model, self.origin or self.rasa_url
+            self._announce_dialogue()
+            if model.parent.resolve() == self.settings.models_dir.resolve():  # the version history's folder
+                self._versions().started(model)
             if self.gateway_port is not None:
                 gateway = gateway_process(
                     self.settings, self.redis_url, self.rasa_url, self.gateway_port, self.gateway_token, self.rasa_token
                 )
                 self._start(gateway, on_start)
-            self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-            runtime = {
-                "redis_url": self.redis_url,
-                "rasa_url": self.rasa_url,
-                "rasa_token": self.rasa_token,  # for `hotline chat` and `hotline nlu parse`
-                "pid": os.getpid(),
-                "pids": {p.name: p.proc.pid for p in self.processes if p.proc is not None},  # for `hotline bench`
-            }
-            if self.gateway_port is not None:
-                runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
-                console = self.settings.gateway
-                runtime["console_url"] = f"http://{console.console_host}:{console.console_port}/"
-                sip_port = self.settings.gateway.sip_port
-                if sip_port:
-                    runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"
-            fd = os.open(self.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the tokens
-            with os.fdopen(fd, "w") as runtime_out:
-                runtime_out.write(json.dumps(runtime))
-            self.runtime_file.chmod(0o600)  # also when it was there before
+            self.switcher = dialogue_switch.ModelSwitcher(
+                self.redis_url, self.settings.models_dir, self.swap_model, self._record_switch
+            )
+            self.switcher.start()
+            self._write_runtime()
         except BaseException:
             self.stop()
             raise
+
+    def _announce_dialogue(self) -> None:
+        """Tell the gateways which dialogue server is in service (they follow `active_key(origin)`)."""
+        assert self.model is not None
+        active = dialogue_switch.ActiveDialogue(self.rasa_url, self.model.name)
+        client = dialogue_switch.redis_sync.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            client.set(dialogue_switch.active_key(self.origin), active.dumps())
+        finally:
+            client.close()
+
+    def swap_model(self, model: Path, on_ready: Callable[[], None] = lambda: None) -> str:
+        """Blue/green: a second Rasa server with `model`, the gateways moved over, then the old one stopped.
+        Raises StartError (the old server stays in service) when the new one does not come up."""
+        old = self.process("rasa")
+        port = free_port()
+        green = rasa_server_process(self.settings, RasaEnv(self.settings), self.redis_url, port, model, self.rasa_token)
+        green.start()
+        on_ready()
+        self.processes[self.processes.index(old)] = green
+        self.rasa_port, self.model = port, model
+        self._announce_dialogue()
+        self._write_runtime()
+        time.sleep(max(dialogue_switch.ModelSwitcher.GRACE_S, self.settings.gateway.rasa_timeout_s + 1))
+        old.stop()
+        return self.rasa_url
+
+    def _versions(self) -> ModelVersions:
+        return ModelVersions.from_settings(self.settings)
+
+    def _record_switch(self, request: dict) -> None:
+        """A switched model in the version history (models/service.json)."""
+        versions = self._versions()
+        by = str(request.get("by") or "hotline")
+        if request.get("action") == "rollback":
+            versions.mark_rolled_back(by)
+        else:
+            versions.mark_promoted(
+                request["model"], by, override=bool(request.get("override")), reason=str(request.get("reason") or "")
+            )
+
+    def _write_runtime(self) -> None:
+        self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
+        runtime = {
+            "redis_url": self.redis_url,
+            "rasa_url": self.rasa_url,
+            "rasa_token": self.rasa_token,  # for `hotline chat` and `hotline nlu parse`
+            "pid": os.getpid(),
+            "pids": {p.name: p.proc.pid for p in self.processes if p.proc is not None},  # for `hotline bench`
+        }
+        if self.gateway_port is not None:
+            runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
+            console = self.settings.gateway
+            runtime["console_url"] = f"http://{console.console_host}:{console.console_port}/"
+            sip_port = self.settings.gateway.sip_port
+            if sip_port:
+                runtime["sip_url"] = f"sip:12333@127.0.0.1:{sip_port}"
+        fd = os.open(self.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the tokens
+        with os.fdopen(fd, "w") as runtime_out:
+            runtime_out.write(json.dumps(runtime))
+        self.runtime_file.chmod(0o600)  # also when it was there before
 
     def _start(self, proc: ManagedProcess, on_start: Callable[[str], None]) -> None:
         on_start(proc.name)
@@ -320,6 +376,9 @@ class Stack:
         proc.start()
 
     def stop(self) -> None:
+        if self.switcher is not None:
+            self.switcher.stop()
+            self.switcher = None
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()

@@ -1,19 +1,21 @@
 """The consoles' Starlette application: `make_app(settings, backend)`.
 
 Pages (server-rendered Jinja2, Chinese, a little plain JS from /static): /login, /logout, /agent, /supervisor,
-/trainer, /admin/audit; the JSON API under /api/ (api.py). Middleware, outermost first: CSRF (starlette-csrf),
-sessions (Starlette's signed cookie); see security.py. Users and the audit log live in the consoles' database
-(store.py), the calls behind a `ConsoleBackend` (backend.py).
+/trainer, /admin/audit; the JSON API under /api/ (api.py; the trainer's in training_api.py). Middleware,
+outermost first: CSRF (starlette-csrf), sessions (Starlette's signed cookie); see security.py. Users and the audit
+log live in the consoles' database (store.py), the calls behind a `ConsoleBackend` (backend.py), the trainer's
+inbox and data behind a `TrainingDesk` (training/desk.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -23,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from voice_gateway.console import api
+from voice_gateway.console import api, training_api
 from voice_gateway.console.audit import AuditAction, AuditLog
 from voice_gateway.console.backend import ConsoleBackend
 from voice_gateway.console.roles import ConsoleUser, Role
@@ -40,6 +42,7 @@ from voice_gateway.console.store import SignInRefused, UserStore, database_url, 
 
 if TYPE_CHECKING:
     from voice_gateway.config import Settings
+    from voice_gateway.training.desk import TrainingDesk
 
 HERE = Path(__file__).resolve().parent
 QUEUE_LABELS = {  # as the pages show the queues (static/callcard.js has the same)
@@ -156,8 +159,11 @@ async def audit_page(request: Request) -> Response:
     return request.app.state.templates.TemplateResponse(request, "audit.html", context)
 
 
-def make_app(settings: Settings, backend: ConsoleBackend) -> Starlette:
-    """The consoles as one ASGI application; serve it with `serve_console` (server.py)."""
+def make_app(
+    settings: Settings, backend: ConsoleBackend, training: Callable[[Engine], TrainingDesk] | None = None
+) -> Starlette:
+    """The consoles as one ASGI application; serve it with `serve_console` (server.py). `training` makes the
+    trainer's desk on the consoles' database (None: the trainer's API answers 503)."""
     engine = open_database(database_url(settings))
     secret = session_secret(settings)
     gateway = settings.gateway
@@ -180,6 +186,7 @@ def make_app(settings: Settings, backend: ConsoleBackend) -> Starlette:
         Route("/admin/audit", audit_page),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         *api.routes,
+        *training_api.routes,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
@@ -206,4 +213,5 @@ def make_app(settings: Settings, backend: ConsoleBackend) -> Starlette:
     app.state.users = UserStore(engine)
     app.state.audit = AuditLog(engine)
     app.state.templates = templates
+    app.state.training = training(engine) if training is not None else None
     return app

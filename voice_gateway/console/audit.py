@@ -2,7 +2,8 @@
 
 Written for every accepted call action (listen, whisper, barge, take-over, leave, accept, return, hang-up,
 wrap-up; an action's WebRTC offer is not kept), every callback dialled or marked done, every agent status change,
-every sign-in, failed sign-in and sign-out, and every change to a user.
+every sign-in, failed sign-in and sign-out, every change to a user, and the trainer's acts (a turn's audio played,
+an annotation, a story edit, a retraining, a promotion, an override, a roll back).
 Shown to admins, newest first, on /admin/audit.
 """
 
@@ -36,6 +37,14 @@ class AuditAction(str, Enum):
     LOGOUT = "logout"
     USER_ADD = "user_add"
     USER_DISABLE = "user_disable"
+    INBOX_AUDIO = "inbox_audio"
+    ANNOTATE = "annotate"
+    DISMISS = "dismiss"
+    STORY_EDIT = "story_edit"
+    RETRAIN = "retrain"
+    PROMOTE = "promote"
+    PROMOTE_OVERRIDE = "promote_override"
+    ROLLBACK = "rollback"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -63,6 +72,14 @@ _LABELS = {
     AuditAction.LOGOUT: "退出登录",
     AuditAction.USER_ADD: "新增用户",
     AuditAction.USER_DISABLE: "停用用户",
+    AuditAction.INBOX_AUDIO: "收听训练录音",
+    AuditAction.ANNOTATE: "标注例句",
+    AuditAction.DISMISS: "忽略收件",
+    AuditAction.STORY_EDIT: "修改故事规则",
+    AuditAction.RETRAIN: "重新训练",
+    AuditAction.PROMOTE: "模型上线",
+    AuditAction.PROMOTE_OVERRIDE: "强制上线",
+    AuditAction.ROLLBACK: "模型回滚",
 }
 
 MAX_DETAIL = 1000  # characters of detail kept per entry

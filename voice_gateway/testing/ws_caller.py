@@ -37,6 +37,7 @@ class Turn:
     barge_in_after_s: float = 1.0
     wait_s: float | None = None  # say nothing for this long, listening
     pause_s: float = 0.0  # think this long after the agent has finished before speaking
+    gate: asyncio.Event | None = None  # and then wait for this before speaking (a test's cue)
 
 
 @dataclass
@@ -156,6 +157,8 @@ class SimulatedCaller:
                 stopped = asyncio.create_task(self._agent_stops(speech_start))
             elif turn.pause_s:
                 await asyncio.sleep(turn.pause_s)
+            if turn.gate is not None:
+                await turn.gate.wait()
             for frame in frames(pcm, self.rate):
                 await self._speech.put(frame)
             await self._speech.join()
