@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import prometheus_client
@@ -44,6 +45,7 @@ from voice_gateway.queueing import SkillQueues
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
+from voice_gateway.training import vocabulary
 from voice_gateway.training.collector import collecting
 from voice_gateway.training.desk import TrainingDesk
 from voice_gateway.transports import pcm, sip, twilio, webrtc
@@ -241,13 +243,23 @@ def _bearer(headers: Headers) -> str:
     return value[7:] if value.startswith("Bearer ") else ""
 
 
-def load_speech(config: GatewaySettings) -> SpeechEngines:
-    """Load the speech models once per process, warm them up, and render the prompts a broken synthesiser needs."""
+def recognition_prompt(root: Path) -> str | None:
+    """Whisper's prompt from the trainers' data (their words, the intents', cities); None if it cannot be read."""
+    try:
+        return vocabulary.prompt(vocabulary.domain_words(root))
+    except (OSError, ValueError) as exc:
+        log.warning("no recognition hints from the trainers' data (%s): the built-in prompt", type(exc).__name__)
+        return None
+
+
+def load_speech(config: GatewaySettings, root: Path | None = None) -> SpeechEngines:
+    """Load the speech models once per process, warm them up, and render the prompts a broken synthesiser needs.
+    `root`: the project whose trainers' data gives Whisper its prompt."""
     from voice_gateway.asr import make_recognizer
     from voice_gateway.neural_tts import make_synthesizer
     from voice_gateway.vad import Endpointer, SileroGatedVad, WebRtcVad
 
-    recognizer = make_recognizer(config.asr_engine)
+    recognizer = make_recognizer(config.asr_engine, recognition_prompt(root) if root else None)
     synthesizer = make_synthesizer(config)  # HOTLINE_TTS: the neural voice where installed, else espeak-ng
     rendered = synthesizer.render_ahead((8000, 16000))  # fixed prompts: once per voice, then from the store
     log.info("voice %s: %d fixed sentences, %d rendered now", synthesizer.voice_id, len(synthesizer.fixed), rendered)
@@ -270,7 +282,7 @@ def load_speech(config: GatewaySettings) -> SpeechEngines:
 async def main() -> None:
     settings = Settings.from_env()  # the configuration, read once
     logging.basicConfig(level=settings.gateway.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    speech = await asyncio.to_thread(load_speech, settings.gateway)
+    speech = await asyncio.to_thread(load_speech, settings.gateway, settings.root)
     redis = Redis.from_url(settings.gateway_redis_url, socket_timeout=2, socket_connect_timeout=2)
     config = settings.gateway
     store = CallStore(redis, config.gateway_id)

@@ -33,6 +33,16 @@ log = logging.getLogger("hotline.training")
 
 TEST_SET = "tests/data/nlu_dev.yml"  # the fixed set every candidate is judged on (HOTLINE_TRAINER_TEST_SET)
 CASES_DIR = "asr_cases"  # under var/: recognition errors kept as audio test cases, encrypted
+CASE_AUDIO = ".wav.enc"
+
+
+def open_case(folder: Path, name: str, key: bytes) -> bytes | None:
+    """A kept case's snippet (a WAV), or None when it has none; InvalidTag for a wrong key or altered file."""
+    path = folder / f"{name}{CASE_AUDIO}"
+    if not path.is_file():
+        return None
+    sealed = path.read_bytes()
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], name.encode())
 
 
 class Refused(Exception):
@@ -189,7 +199,7 @@ class TrainingDesk:
         if wav is not None and self.recording_key is not None:
             nonce = secrets.token_bytes(12)
             sealed = nonce + AESGCM(self.recording_key).encrypt(nonce, wav, name.encode())
-            (folder / f"{name}.wav.enc").write_bytes(sealed)
+            (folder / f"{name}{CASE_AUDIO}").write_bytes(sealed)
         case = {
             "name": name,
             "heard": item.text,
