@@ -19,7 +19,8 @@ from hotline_domain.privacy import redact
 STREAM = "hotline:dialogue:events"
 STREAM_MAXLEN = 200_000  # about a week of a busy line's turns; older ones are trimmed (approximately)
 RANKING_KEPT = 4
-KEYPAD_TEXT = "（按键）"  # keypad input and the gateway's own /greet: never the digits, which may be a password
+KEYPAD_TEXT = "（按键）"  # keypad input: never the digits, which may be a password
+CONNECTED_TEXT = "（接通）"  # the gateway's own /greet when a call is answered
 
 
 class EventKind(str, Enum):
@@ -30,6 +31,13 @@ class EventKind(str, Enum):
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+def _caller_text(text: str) -> str:
+    """What a trainer may read of a caller's message: a marker for the gateway's own intents, masked words."""
+    if text.startswith("/greet"):
+        return CONNECTED_TEXT
+    return KEYPAD_TEXT if text.startswith("/") else redact(text)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class DialogueEvent:
                 sender,
                 EventKind.USER,
                 at,
-                text=KEYPAD_TEXT if text.startswith("/") else redact(text),
+                text=_caller_text(text),
                 intent=intent.get("name"),
                 confidence=None if confidence is None else round(float(confidence), 4),
                 ranking=ranking,

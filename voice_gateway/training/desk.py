@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from voice_gateway import dialogue_switch
 from voice_gateway.config import Settings
+from voice_gateway.rasa_env import RasaEnvError
 from voice_gateway.training import evaluation, nlu_files, story_files
 from voice_gateway.training.inbox import InboxFilter, InboxItem, InboxStore
 from voice_gateway.training.jobs import RetrainJob, read_job
@@ -227,7 +228,10 @@ class TrainingDesk:
 
     def save_story_file(self, rel_path: str, text: str, by: str) -> dict[str, Any]:
         try:
+            self.stories.path_of(rel_path)  # a path that is not one of the files: refused before anything starts
             path = self.stories.save(rel_path, text, story_files.rasa_validator(self.settings))
+        except RasaEnvError as exc:
+            raise Refused(503, "校验用的 Rasa 环境不可用，文件没有保存") from exc
         except story_files.NotEditable as refused:
             raise Refused(404, refused.message) from refused
         except story_files.ValidationFailed as failed:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ LOCK_KEY = "hotline:training:lock"
 LOCK_S = 30 * 60
 LOG_LINES = 12
 _FINISHED = re.compile(r"Finished training component '([^']+)'")
-_NOISE = re.compile(r"^\s*$|Warning|warn\(|^\s+")
+_SHOWN = re.compile(r"\bINFO\b|\bERROR\b|model is trained|Training|Finished|Restored")  # what the page's log keeps
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class JobRefused(RuntimeError):
@@ -57,7 +59,11 @@ class JobState:
     seconds: dict[str, float] = field(default_factory=dict)  # how long each stage took
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        for name in ("started_at", "finished_at"):
+            if body[name] is not None:
+                body[name] = datetime.fromtimestamp(body[name], UTC).isoformat(timespec="seconds")
+        return body
 
 
 def read_job(client: redis_sync.Redis) -> dict[str, Any] | None:
@@ -138,7 +144,8 @@ class RetrainJob:
         if _FINISHED.search(line):
             self._finished += 1
             self.state.progress = min(0.8, 0.05 + 0.75 * self._finished / self._expected)
-        if not _NOISE.search(line):
+        line = _ANSI.sub("", line)
+        if _SHOWN.search(line):
             self.state.log = [*self.state.log, line[:300]][-LOG_LINES:]
         self._save()
 

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
-from hotline_domain.dialogue_events import KEYPAD_TEXT
+from hotline_domain.dialogue_events import CONNECTED_TEXT, KEYPAD_TEXT
 
 LOW_CONFIDENCE = 0.5  # the classifier gives a plain request ~0.7 (我社保卡丢了: 0.72); it falls back under 0.3
 REPEAT_SIMILARITY = 0.8  # difflib ratio of two normalised caller turns that count as "said again"
@@ -49,7 +49,7 @@ class Turn:
     @property
     def spoken(self) -> bool:
         """A caller turn with words in it (not keypad input, not the gateway's greeting)."""
-        return self.who == "caller" and bool(self.text.strip()) and self.text != KEYPAD_TEXT
+        return self.who == "caller" and bool(self.text.strip()) and self.text not in (KEYPAD_TEXT, CONNECTED_TEXT)
 
 
 def normalised(text: str) -> str:
