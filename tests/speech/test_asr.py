@@ -387,9 +387,11 @@ def test_whisper_preview_on_a_pause_is_reused_when_only_silence_follows(whisper:
     calls = []
     real = whisper.transcribe
 
-    def counted(pcm16k: bytes, prompt: str | None = None, beam_size: int | None = None) -> Transcript:
+    def counted(
+        pcm16k: bytes, prompt: str | None = None, beam_size: int | None = None, *, fit: bool | None = None
+    ) -> Transcript:
         calls.append(len(pcm16k))
-        return real(pcm16k, prompt, beam_size)
+        return real(pcm16k, prompt, beam_size, fit=fit)
 
     whisper.transcribe = counted  # type: ignore[method-assign]
     try:
@@ -405,3 +407,28 @@ def test_whisper_preview_on_a_pause_is_reused_when_only_silence_follows(whisper:
         assert resumed.finish().text and len(calls) == 3
     finally:
         del whisper.transcribe
+
+
+def test_whisper_encodes_a_short_turn_on_a_fitted_window_and_a_digit_turn_on_thirty_seconds(
+    whisper: WhisperRecognizer,
+) -> None:
+    shapes: list[int] = []
+    model = whisper.model
+    real = model.encode
+
+    def spied(features):  # type: ignore[no-untyped-def]
+        shapes.append(features.shape[-1])
+        return real(features)
+
+    model.encode = spied
+    try:
+        pcm, rate = read_wav("intent_card_loss_report_1.wav")  # about 2 s
+        for digits in (False, True):
+            utterance = whisper.utterance(rate, digits=digits)
+            utterance.accept(pcm)
+            text = utterance.finish().text
+            utterance.close()
+            assert "社保卡" in text, (digits, text)
+    finally:
+        model.encode = real
+    assert shapes[0] == 1000 and shapes[-1] == 3000, shapes  # 10 s (the least fitted window), then the full 30 s
