@@ -348,7 +348,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not url:
         return 1
     health = _health(runtime.get("gateway_url", "") if args.sip else url)
-    wire = "sip" if url.startswith("sip") else path.strip("/")
+    wire = bench.wire(url)
     label = args.label or f"{health.get('asr', {}).get('name', 'asr')}-{wire}"
     config = bench.BenchConfig(
         url=url,
@@ -356,16 +356,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         calls=args.calls,
         rounds=args.rounds,
         turns=args.turns,
+        talk_share=args.talk,
         pids=runtime.get("pids") or {},
         label=label,
         end_silence_ms=int(health.get("end_silence_ms") or 600),
         redis_url=runtime.get("redis_url", ""),
+        caller_cpus=[int(c) for c in args.caller_cpus.split(",")] if args.caller_cpus else [],
     )
     if args.soak:
         return _soak(args, config, runtime, url, health)
     say(f"{args.calls} concurrent calls x {args.rounds} rounds against {url} ({label}); takes a few minutes")
-    result = asyncio.run(bench.run(config))
-    result["gateway"] = health
+    result = asyncio.run(bench.run(config, health))
     out = Path(args.out or settings.var_dir / "bench")
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{label}-{args.calls}calls"
@@ -524,7 +525,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="many concurrent simulated calls: turn gap, barge-in, CPU and memory")
     bench.add_argument("--calls", type=int, default=12, help="concurrent calls (default 12)")
     bench.add_argument("--rounds", type=int, default=3, help="calls each caller places in a row (default 3)")
-    bench.add_argument("--turns", type=int, default=2, help="caller turns per call; the last barges in (default 2)")
+    bench.add_argument(
+        "--turns",
+        type=int,
+        default=2,
+        help="caller turns per call, the last a goodbye; --talk may add some (default 2)",
+    )
+    bench.add_argument(
+        "--talk", type=float, default=0.4, help="share of each call's time the caller speaks (default 0.4; 0: fixed)"
+    )
+    bench.add_argument("--caller-cpus", help="pin the callers (the bench process) to these cores, e.g. 1 or 0,1")
     bench.add_argument("--url", help="gateway WebSocket URL (default: the running hotline's /twilio)")
     bench.add_argument("--pcm", action="store_true", help="call the raw PCM endpoint at 16 kHz instead")
     bench.add_argument("--sip", action="store_true", help="call over SIP/RTP (PCMU) instead: the running hotline's")
