@@ -269,6 +269,7 @@ MIN_SECONDS = 0.3
 MIN_DBFS = -50.0
 PREVIEW_TAIL_DBFS = -40.0  # after a preview only the end-of-turn silence follows: quieter than this, it is reused
 MAX_SECONDS = 60.0
+WHISPER_WORKERS = 2  # utterances decoded at once (HOTLINE_ASR_WORKERS)
 FULL_FRAMES = 3000  # Whisper's 30 s window, in 10 ms feature frames
 FRAMES_PER_SECOND = 100
 FIT_PAD_S = 1.0  # silence after the utterance when the encoder runs on its length...
@@ -324,7 +325,7 @@ def echoes(text: str, prompt: str | None) -> bool:
 class WhisperRecognizer:
     """A faster-whisper model shared by the process; each utterance is buffered, then transcribed at finish()."""
 
-    _models: ClassVar[dict[tuple[str, int], Any]] = {}
+    _models: ClassVar[dict[tuple[str, int, int], Any]] = {}
     _models_lock = threading.Lock()
 
     def __init__(
@@ -338,6 +339,7 @@ class WhisperRecognizer:
         prompt: str = PROMPT,
         digits_prompt: str = DIGITS_PROMPT,
         fit_window: bool = True,
+        workers: int | None = None,
     ) -> None:
         self.path = Path(model_path)
         # the encoder on a window fitted to the utterance, not 30 s (see _fitted), except while digits are expected:
@@ -345,8 +347,12 @@ class WhisperRecognizer:
         # with 67 and 65 of 70 first turns understood against 68 and 64 (docs/bench/asr-levers-20261201-fit-dev.txt);
         # a spoken ID number read at 16 kHz went from exact to garbled, so digit turns keep the full window
         self.fit_window = fit_window
-        self.cpu_threads = cpu_threads or min(2, os.cpu_count() or 1)
-        self.model = self._shared_model(self.path, self.cpu_threads)
+        # calls' utterances are decoded side by side, each on one core (ctranslate2's inter_threads), not one at a
+        # time on all cores: one Whisper stream cannot use two cores well, and turns of other calls queued behind it
+        cores = os.cpu_count() or 1
+        self.workers = workers or min(WHISPER_WORKERS, cores)
+        self.cpu_threads = cpu_threads or max(1, cores // self.workers)
+        self.model = self._shared_model(self.path, self.cpu_threads, self.workers)
         self.info = RecognizerInfo("whisper", False, name or str(self.path), preview=True)
         # greedy decoding (1) is ~20% faster but understood one fewer of the 70 committed intent recordings
         self.beam_size = beam_size
@@ -357,15 +363,17 @@ class WhisperRecognizer:
         self.digits_prompt = digits_prompt
 
     @classmethod
-    def _shared_model(cls, path: Path, cpu_threads: int) -> Any:
+    def _shared_model(cls, path: Path, cpu_threads: int, workers: int = 1) -> Any:
         from faster_whisper import WhisperModel
 
         with cls._models_lock:
-            key = (str(path.resolve()), cpu_threads)
+            key = (str(path.resolve()), cpu_threads, workers)
             if key not in cls._models:
                 if not (path / "model.bin").is_file():
                     raise speech_models.ModelNotInstalled(f"no Whisper model at {path}")
-                cls._models[key] = WhisperModel(key[0], device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+                cls._models[key] = WhisperModel(
+                    key[0], device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
+                )
             return cls._models[key]
 
     def utterance(self, sample_rate: int, hints: list[str] | None = None, *, digits: bool = False) -> WhisperUtterance:
@@ -570,9 +578,10 @@ class WhisperUtterance:
         self._buffer = None
 
 
-def make_recognizer(engine: str = "auto", prompt: str | None = None) -> SpeechRecognizer:
+def make_recognizer(engine: str = "auto", prompt: str | None = None, workers: int | None = None) -> SpeechRecognizer:
     """The process's recognizer: "auto" = a Chinese Vosk model if installed, else Whisper base. `prompt`: Whisper's
-    prompt naming the domain's words (the gateway makes it from the trainers' data); None: PROMPT."""
+    prompt naming the domain's words (the gateway makes it from the trainers' data); None: PROMPT. `workers`:
+    Whisper utterances decoded at once."""
     chosen = speech_models.choose_recognizer(engine)
     if not speech_models.installed(chosen.name):
         raise speech_models.ModelNotInstalled(
@@ -582,4 +591,4 @@ def make_recognizer(engine: str = "auto", prompt: str | None = None) -> SpeechRe
     where = speech_models.path(chosen.name)
     if chosen.kind == "vosk":
         return VoskRecognizer(where, name=chosen.name)
-    return WhisperRecognizer(where, name=chosen.name, prompt=prompt or PROMPT)
+    return WhisperRecognizer(where, name=chosen.name, prompt=prompt or PROMPT, workers=workers)

