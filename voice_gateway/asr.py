@@ -276,7 +276,9 @@ FIT_PAD_S = 1.0  # silence after the utterance when the encoder runs on its leng
 FIT_MIN_S = 10.0  # ...and a window of at least this: 5 s read the first 24 dev recordings through the phone channel
 # with CER 0.214, 10 s with 0.201, the full 30 s window with 0.197, at 227, 249 and 556 ms of CPU per second of speech
 SAMPLES_PER_FRAME = 160
-FIT_MAX_S = 29.0  # longer utterances go through faster-whisper's own windowing
+FIT_MAX_S = 29.0  # longer utterances go through faster-whisper's own windowing, and so do short ones (up to
+# SHORT_SECONDS): on a fitted window Whisper put words on a caller's 嗯 over the agent (本事。 for backchannel_en.wav
+# through G.711, where the 30 s window heard nothing), which made a backchannel a turn
 WHISPER_CONTEXT = 448  # the decoder's tokens: the prompt, the start tokens and what it writes
 START_TOKENS = 5  # <|startofprev|>, <|startoftranscript|>, language, task, <|notimestamps|>
 TOKENS_PER_SECOND = 15  # fast Mandarin is ~6 characters a second, at most 2 tokens each
@@ -343,8 +345,8 @@ class WhisperRecognizer:
     ) -> None:
         self.path = Path(model_path)
         # the encoder on a window fitted to the utterance, not 30 s (see _fitted), except while digits are expected:
-        # on the development split 2.6x less CPU (clean 47 s against 122 s for 70 recordings, phone 44 s against 115 s)
-        # with 67 and 65 of 70 first turns understood against 68 and 64 (docs/bench/asr-levers-20261201-fit-dev.txt);
+        # on the development split about 3x less CPU (clean 38 s against 122 s for 70 recordings, phone 40 s against
+        # 115 s) with 67 and 64 of 70 first turns understood against 68 and 64 (docs/bench/asr-levers-20261201-fit-dev.txt);
         # a spoken ID number read at 16 kHz went from exact to garbled, so digit turns keep the full window
         self.fit_window = fit_window
         # calls' utterances are decoded side by side, each on one core (ctranslate2's inter_threads), not one at a
@@ -434,7 +436,7 @@ class WhisperRecognizer:
     ) -> Transcript:
         """One Whisper pass; segments that are not speech (or over `max_no_speech`) and hallucinations are dropped.
         `fit`: the encoder on a window fitted to the utterance (`_fitted`)."""
-        if fit and seconds <= FIT_MAX_S:
+        if fit and SHORT_SECONDS < seconds <= FIT_MAX_S:
             segments: Any = [self._fitted(audio, prompt, beam, seconds)]
         else:
             segments, _ = self.model.transcribe(
