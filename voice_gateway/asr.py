@@ -346,7 +346,7 @@ class WhisperRecognizer:
         self.path = Path(model_path)
         # the encoder on a window fitted to the utterance, not 30 s (see _fitted), except while digits are expected:
         # on the development split about 3x less CPU (clean 38 s against 122 s for 70 recordings, phone 40 s against
-        # 115 s) with 67 and 64 of 70 first turns understood against 68 and 64 (docs/bench/asr-levers-20261201-fit-dev.txt);
+        # 115 s) with 67 and 64 of 70 first turns understood against 68 and 64 (docs/bench/asr-levers-*-fit-dev.txt);
         # a spoken ID number read at 16 kHz went from exact to garbled, so digit turns keep the full window
         self.fit_window = fit_window
         # calls' utterances are decoded side by side, each on one core (ctranslate2's inter_threads), not one at a
