@@ -13,10 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -347,7 +345,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     url = _dial_url(args, runtime, path)
     if not url:
         return 1
-    health = _health(runtime.get("gateway_url", "") if args.sip else url)
+    health = bench.healthz(runtime.get("gateway_url", "") if args.sip else url)
     wire = bench.wire(url)
     label = args.label or f"{health.get('asr', {}).get('name', 'asr')}-{wire}"
     config = bench.BenchConfig(
@@ -375,17 +373,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(bench.print_table(result))
     say(f"report: {stem.with_suffix('.json')}, chart: {stem.with_suffix('.png')}")
     return 0 if not result["summary"]["errors"] else 1
-
-
-def _health(ws_url: str) -> dict:
-    """The gateway's /healthz (engine, settings), from its WebSocket URL."""
-    parts = urlsplit(ws_url)
-    http = urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, "/healthz", "", ""))
-    try:
-        with urllib.request.urlopen(http, timeout=5) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
-        return {}
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -99,6 +99,11 @@ class RasaEnv:
         models = sorted(self.settings.models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
         return models[-1] if models else None
 
+    def train_args(self, target: Path) -> list[str]:
+        """`rasa train` of the project's data into `target` (run from dialogue/)."""
+        name = target.name.removesuffix(".tar.gz")
+        return [self.rasa, "train", *PROJECT_ARGS, "--out", str(target.parent), "--fixed-model-name", name]
+
     def train(self, *, force: bool = False, quiet: bool = False) -> Path:
         """Train a model for the current data unless one exists (or is cached outside the clone)."""
         target = self.model_path()
@@ -109,17 +114,10 @@ class RasaEnv:
         if cached.exists() and not force:
             shutil.copy2(cached, target)
             return target
-        args = [
-            self.rasa,
-            "train",
-            *PROJECT_ARGS,
-            "--out",
-            str(target.parent),
-            "--fixed-model-name",
-            target.name.removesuffix(".tar.gz"),
-        ]
         result = self.run(
-            args, stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.STDOUT if quiet else None
+            self.train_args(target),
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.STDOUT if quiet else None,
         )
         if result.returncode != 0 or not target.exists():
             raise RasaEnvError(f"rasa train failed (exit {result.returncode})")

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from hotline_domain.keys import ensure_key_file
 from voice_gateway import dialogue_switch
 from voice_gateway.config import Settings
@@ -321,7 +323,7 @@ class Stack:
         """Tell the gateways which dialogue server is in service (they follow `active_key(origin)`)."""
         assert self.model is not None
         active = dialogue_switch.ActiveDialogue(self.rasa_url, self.model.name)
-        client = dialogue_switch.redis_sync.Redis.from_url(self.redis_url, socket_timeout=5)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
             client.set(dialogue_switch.active_key(self.origin), active.dumps())
         finally:

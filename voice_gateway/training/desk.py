@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,11 +112,11 @@ class TrainingDesk:
 
     def detail(self, item_id: int) -> dict[str, Any]:
         item = self._item(item_id)
-        has_audio = self._recording(item) is not None
+        row = self._row(item, self._domains())
         return {
-            "item": self._row(item, self._domains()),
+            "item": row,
             "context": self.inbox.context(item),
-            "audio_url": f"/api/inbox/{item.id}/audio" if has_audio else None,
+            "audio_url": f"/api/inbox/{item.id}/audio" if row["has_audio"] else None,
         }
 
     def _item(self, item_id: int) -> InboxItem:
@@ -264,7 +263,7 @@ class TrainingDesk:
         test_set = evaluation.load_test_set(self.test_set_path)
         report = evaluation.evaluate(self.settings, model, in_service, test_set, extra)
         report.write(self.settings.models_dir)
-        versions.record_trained(model, by, _head(self.settings.root), report)
+        versions.record_trained(model, by, nlu_files.head(self.settings.root), report)
         return report
 
     def models(self) -> dict[str, Any]:
@@ -296,12 +295,6 @@ class TrainingDesk:
             raise Refused(409, "没有可以回滚到的模型")
         dialogue_switch.request_switch(self.redis, target.name, by, action="rollback")
         return {"ok": True, "to": target.name, "switch": dialogue_switch.switch_state(self.redis)}
-
-
-def _head(repo: Path) -> str | None:
-    """The data's commit a model was trained on (None outside a git work tree)."""
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=False)
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def page_report(report: evaluation.Report) -> dict[str, Any]:

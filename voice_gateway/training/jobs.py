@@ -26,7 +26,7 @@ import redis as redis_sync
 import yaml
 
 from voice_gateway.config import Settings
-from voice_gateway.rasa_env import PROJECT_ARGS, RasaEnv, RasaEnvError
+from voice_gateway.rasa_env import RasaEnv, RasaEnvError
 
 log = logging.getLogger("hotline.training")
 
@@ -87,17 +87,12 @@ def train_with_progress(settings: Settings, on_line: Callable[[str], None]) -> P
         on_line(f"这份数据的模型已经训练过：{target.name}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    args = [
-        rasa.rasa,
-        "train",
-        *PROJECT_ARGS,
-        "--out",
-        str(target.parent),
-        "--fixed-model-name",
-        target.name.removesuffix(".tar.gz"),
-    ]
     with subprocess.Popen(
-        args, cwd=settings.dialogue_dir, env=rasa.environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        rasa.train_args(target),
+        cwd=settings.dialogue_dir,
+        env=rasa.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:

@@ -321,6 +321,12 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> subproces
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False)
 
 
+def head(repo: Path) -> str | None:
+    """The commit `repo` is at (what a model was trained on); None outside a git work tree."""
+    done = _git(Path(repo), "rev-parse", "HEAD")
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
 def commit(repo: Path, paths: list[Path], message: str, author: str) -> str:
     """`git add` and `git commit` just `paths` in `repo`, authored by the trainer; the new commit's sha."""
     repo = Path(repo)
