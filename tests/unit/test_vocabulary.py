@@ -32,6 +32,7 @@ def test_each_service_intent_gives_a_word_of_its_own_that_stands_as_a_word() -> 
 
 def test_the_prompt_names_some_of_each_source_within_its_budget() -> None:
     words = domain_words(PROJECT_ROOT)
+    assert not [(a, b) for a in words for b in words if a != b and a in b], "a word inside another wastes the budget"
     text = prompt(words)
     assert text.startswith(OPENING) and text.endswith("。") and len(text) <= PROMPT_CHARS
     assert "社保卡" in text and "北京" in text and "挂失" in text
