@@ -260,7 +260,7 @@ def load_speech(config: GatewaySettings, root: Path | None = None) -> SpeechEngi
     from voice_gateway.vad import Endpointer, SileroGatedVad, WebRtcVad
 
     prompt = recognition_prompt(root) if root else None
-    recognizer = make_recognizer(config.asr_engine, prompt, config.asr_workers)
+    recognizer = make_recognizer(config.asr_engine, prompt, config.asr_workers, config.vosk_recognizer_uses)
     synthesizer = make_synthesizer(config)  # HOTLINE_TTS: the neural voice where installed, else espeak-ng
     rendered = synthesizer.render_ahead((8000, 16000))  # fixed prompts: once per voice, then from the store
     log.info("voice %s: %d fixed sentences, %d rendered now", synthesizer.voice_id, len(synthesizer.fixed), rendered)

@@ -321,15 +321,16 @@ def _soak(args: argparse.Namespace, config: object, runtime: dict, url: str, hea
         say("soak: no gateway pid in the runtime file (start the hotline with ./hotline up)")
         return 1
     health_url = runtime["gateway_url"].replace("ws://", "http://", 1) + "/healthz"
-    say(f"soak: {config.calls} calls back to back for {args.soak:g} min against {url}")
-    result = asyncio.run(soak.soak(config, args.soak, int(pid), health_url))
+    say(f"soak: {config.calls} calls back to back for {args.soak_warmup:g} + {args.soak:g} min against {url}")
+    result = asyncio.run(soak.soak(config, args.soak, int(pid), health_url, args.soak_warmup))
     result["gateway"] = health
     result["commit"] = _commit(args.settings.root)
     out = Path(args.out or args.settings.var_dir / "bench")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{config.label}-{config.calls}calls.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1))
-    keys = ("calls_placed", "calls_failed", "rss_growth_pct", "rss_second_half_growth_pct", "fds_growth")
+    keys = ("warmup_growth_pct", "calls_placed", "calls_failed", "rss_growth_pct", "rss_second_half_growth_pct")
+    keys += ("fds_growth",)
     keys += ("threads_growth", "tasks_growth")
     print(json.dumps({k: result[k] for k in keys} | {"start": result["start"], "end": result["end"]}, indent=1))
     say(f"report: {path}")
@@ -530,6 +531,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench.add_argument("--out", help="folder for the JSON report and PNG chart (default: var/bench)")
     bench.add_argument(
         "--soak", type=float, metavar="MINUTES", help="place calls back to back this long; report what the gateway kept"
+    )
+    bench.add_argument(
+        "--soak-warmup", type=float, default=2.0, metavar="MINUTES", help="the same calls first, uncounted (default 2)"
     )
     bench.set_defaults(func=cmd_bench)
 

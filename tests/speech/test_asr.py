@@ -309,6 +309,35 @@ def test_vosk_close_without_finish_leaves_a_clean_recognizer(vosk_ko: VoskRecogn
     silence.close()
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+
+def test_a_worn_vosk_recognizer_is_retired_and_its_memory_given_back(vosk_ko: VoskRecognizer) -> None:
+    """The lazily composed graph grows with each utterance: after `max_uses` the recognizer leaves the pool and the
+    process's memory falls back (a gateway answering all day must level off, not climb)."""
+    recognizer = VoskRecognizer(vosk_ko.path, max_uses=4)  # the same loaded model, a pool of its own
+    names = ("intent_wage_arrears_1.wav", "intent_job_search_1.wav", "intent_complain_1.wav", "intent_greet_2.wav")
+    before = _rss_mb()
+    for used, name in enumerate(names, start=1):
+        pcm, rate = read_wav(name)
+        utterance = recognizer.utterance(8000)
+        for frame in frames(resample(pcm, rate, 8000), 8000):
+            utterance.accept(frame)
+        utterance.finish()
+        if used < len(names):
+            utterance.close()
+            assert recognizer.pooled(8000) == [used]  # one recognizer, reused
+    worn = _rss_mb()
+    utterance.close()  # its fourth utterance: retired
+    assert recognizer.pooled(8000) == []
+    after = _rss_mb()
+    print(f"RSS {before:.0f} MB -> {worn:.0f} MB after 4 utterances -> {after:.0f} MB once retired")
+    assert worn - before > 20, "the graph did not grow: nothing here to give back"
+    assert after - before < (worn - before) / 2
+
+
 # --- normalisation ---
 @pytest.mark.parametrize(
     ("heard", "expected"),

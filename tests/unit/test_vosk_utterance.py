@@ -41,8 +41,9 @@ class Pool:
     def __init__(self) -> None:
         self.returned: list[tuple[float, object]] = []
 
-    def _give_back(self, rate: int, rec: object) -> None:
+    def _give_back(self, rate: int, rec: object, uses: int) -> bool:
         self.returned.append((time.monotonic(), rec))
+        return True
 
 
 def test_closing_waits_for_the_audio_being_fed() -> None:

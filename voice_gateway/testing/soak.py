@@ -1,10 +1,12 @@
 """`hotline bench --soak MINUTES`: calls placed back to back for a long while, and what the gateway keeps of them.
 
 `calls` caller slots place calls one after another until the time is up (each call: the greeting, intent
-recordings, a barge-in, as `hotline bench` places them). The gateway process is read before the first counted
-call and again once every call has ended and a settle period has passed: resident memory, open file descriptors,
-threads (from /proc) and asyncio tasks (from /healthz). A leak shows as growth; a failed call as an error or a call
-that did not reach its last turn. A benchmark, not a test: its figures go into the closing notes and docs/bench.
+recordings, a barge-in, as `hotline bench` places them). First the same calls run for a warm-up (default 2 min):
+the recognizers' caches and pools fill to their working size then, so what grows afterwards is what the gateway
+keeps. The gateway process is read when idle, after the warm-up once its calls have ended, and again once every
+counted call has ended and a settle period has passed: resident memory, open file descriptors, threads (from /proc)
+and asyncio tasks (from /healthz). A leak shows as growth; a failed call as an error or a call that did not reach
+its last turn. A benchmark, not a test: its figures go into the closing notes and docs/bench.
 """
 
 from __future__ import annotations
@@ -54,14 +56,10 @@ async def settled(start: dict[str, Any], gateway_pid: int, health_url: str) -> d
     return {**state, "settled_after_s": waited}
 
 
-async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url: str) -> dict[str, Any]:
+async def back_to_back(config: BenchConfig, seconds: float, rng: random.Random) -> list[dict[str, Any]]:
+    """`config.calls` slots placing calls one after another for `seconds`; every call placed, in order."""
     wavs = intent_wavs(config.end_silence_ms)
-    warm = BenchConfig(**{**asdict(config), "rounds": 1, "turns": 1, "barge_every": 0, "warmup": False})
-    idle = process_state(gateway_pid, health_url)
-    await asyncio.gather(*(one_call(warm, i, wavs, random.Random(i)) for i in range(config.calls)))
-    start = await settled(idle, gateway_pid, health_url)
-    deadline = time.monotonic() + minutes * 60
-    rng = random.Random(config.seed)
+    deadline = time.monotonic() + seconds
 
     async def slot(index: int) -> list[dict[str, Any]]:
         own = random.Random(rng.random())
@@ -71,6 +69,16 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
             placed.append(await one_call(config, index, wavs, own))
         return placed
 
+    return [call for placed in await asyncio.gather(*(slot(i) for i in range(config.calls))) for call in placed]
+
+
+async def soak(
+    config: BenchConfig, minutes: float, gateway_pid: int, health_url: str, warmup_minutes: float = 2.0
+) -> dict[str, Any]:
+    rng = random.Random(config.seed)
+    idle = process_state(gateway_pid, health_url)
+    warmed = await back_to_back(config, max(warmup_minutes * 60, 1.0), rng)
+    start = await settled(idle, gateway_pid, health_url)
     samples: list[dict[str, Any]] = []
 
     async def sample() -> None:
@@ -81,7 +89,7 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
 
     began = time.monotonic()
     sampler = asyncio.create_task(sample())
-    calls = [call for placed in await asyncio.gather(*(slot(i) for i in range(config.calls))) for call in placed]
+    calls = await back_to_back(config, minutes * 60, rng)
     wall = time.monotonic() - began
     sampler.cancel()
     end = await settled(start, gateway_pid, health_url)
@@ -89,6 +97,11 @@ async def soak(config: BenchConfig, minutes: float, gateway_pid: int, health_url
     return {
         "config": {k: v for k, v in asdict(config).items() if k != "token"},
         "minutes": minutes,
+        "warmup_minutes": warmup_minutes,
+        "warmup_calls": len(warmed),
+        "warmup_failed": sum(1 for c in warmed if "error" in c or not c.get("completed")),
+        "idle": idle,
+        "warmup_growth_pct": round(100 * (start["rss_mb"] - idle["rss_mb"]) / idle["rss_mb"], 2),
         "wall_s": round(wall, 1),
         "calls_placed": len(calls),
         "calls_failed": len(failed),
