@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import redis
+import redis_link
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
@@ -32,9 +33,9 @@ class MaskedRedisEventBroker(EventBroker):
         cls, broker_config: EndpointConfig, event_loop: Any = None
     ) -> MaskedRedisEventBroker:
         kwargs = broker_config.kwargs
-        client = redis.Redis(
-            host=broker_config.url or "127.0.0.1",
-            port=int(kwargs.get("port") or 6379),
+        client = redis_link.client(
+            broker_config.url or "127.0.0.1",
+            int(kwargs.get("port") or 6379),
             db=int(kwargs.get("db") or 0),
             password=kwargs.get("password") or None,
             socket_timeout=1.0,

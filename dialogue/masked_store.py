@@ -17,6 +17,9 @@ read back) is masked, with the one redaction of `hotline_domain/privacy.py`:
 
 Masking is idempotent (masked text masks to itself), so Rasa's merge of the stored and the new tracker still finds
 the stored events unchanged. The lock store holds no conversation content and is left as it is.
+
+With `REDIS_SENTINELS` set the store talks to the primary the sentinels name, riding out a failover
+(redis_link.py); without it, to `host:port` exactly as Rasa's own store does.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import json
 import re
 from typing import Any
 
+import redis_link
 from rasa.core.tracker_store import RedisTrackerStore
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from hotline_domain.privacy import PASSWORD_MASK, mask_id, mask_phone, redact, redact_data
@@ -134,6 +139,19 @@ def mask_event(event: dict[str, Any], requested_slot: str | None = None) -> dict
 
 class MaskedRedisTrackerStore(RedisTrackerStore):
     """`RedisTrackerStore` that writes every conversation with `mask_event` applied to each of its events."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        *,
+        db: int | str = 0,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(domain, db=db, username=username, password=password, **kwargs)  # type: ignore[arg-type]
+        if redis_link.SENTINELS:
+            self.red = redis_link.primary(db=int(db), username=username, password=password, decode_responses=True)
 
     def serialise_tracker(self, tracker: DialogueStateTracker) -> str:  # type: ignore[override]
         dialogue = tracker.as_dialogue().as_dict()

@@ -25,13 +25,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import prometheus_client
-from redis.asyncio import Redis
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from hotline_domain.keys import KeyUnavailable
-from voice_gateway import dialogue_switch, metrics
+from voice_gateway import dialogue_switch, metrics, redis_link
 from voice_gateway.breaker import GuardedDialogue
 from voice_gateway.call_store import CallStore
 from voice_gateway.calls import Call, Switchboard
@@ -45,6 +44,7 @@ from voice_gateway.queueing import SkillQueues
 from voice_gateway.rasa_client import RasaClient
 from voice_gateway.recorder import SUFFIX, CallRecorder, recording_key
 from voice_gateway.session import BotSession, Dialogue, SpeechEngines
+from voice_gateway.telemetry import WRITE_TIMEOUT_S
 from voice_gateway.training import vocabulary
 from voice_gateway.training.collector import collecting
 from voice_gateway.training.desk import TrainingDesk
@@ -90,6 +90,8 @@ class Gateway:
         self.gateway_id = config.gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.queues = queues  # None: no people behind this line (unit tests); else the desk takes console commands
         self.desk = Desk(self.gateway_id, store.redis, self.switchboard, store, queues, self.webrtc) if queues else None
+        # through Sentinel a call-record write may wait out a failover instead of ending the bot's part of the call
+        self.store_write_s = redis_link.FAILOVER_WRITE_S if settings.redis_sentinels else WRITE_TIMEOUT_S
 
     def make_bot(self, call: Call) -> BotSession:
         """The automated agent for a new call, attached to its bridge (and the recorder, when calls are recorded)."""
@@ -103,7 +105,16 @@ class Gateway:
         flow = CallFlow(recording_notice=config.recording, timing=timing)
         leg = call.leg
         bot = BotSession(
-            call, call.bridge, leg.sample_rate, leg.wire, self.speech, self.dialogue, self.store, flow, self.queues
+            call,
+            call.bridge,
+            leg.sample_rate,
+            leg.wire,
+            self.speech,
+            self.dialogue,
+            self.store,
+            flow,
+            self.queues,
+            store_write_s=self.store_write_s,
         )
         call.bridge.attach_bot(bot)
         call.on_close.append(bot.close)
@@ -284,7 +295,9 @@ async def main() -> None:
     settings = Settings.from_env()  # the configuration, read once
     logging.basicConfig(level=settings.gateway.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     speech = await asyncio.to_thread(load_speech, settings.gateway, settings.root)
-    redis = Redis.from_url(settings.gateway_redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_link.connect(
+        settings.gateway_redis_url, settings.redis_sentinels, socket_timeout=2, socket_connect_timeout=2
+    )
     config = settings.gateway
     store = CallStore(redis, config.gateway_id)
     try:

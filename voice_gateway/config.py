@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotline_domain.redis_spec import GATEWAY_VARS, NO_SENTINELS, Sentinels
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # where a gateway looks when started on its own, without REDIS_URL
 
@@ -89,6 +91,8 @@ class Settings:
 
     root: Path = PROJECT_ROOT
     redis_url: str | None = None  # None: `hotline up` starts a local redis-server on a free port
+    # HOTLINE_REDIS_SENTINELS: the primary is the one these name (redis_link.py); redis_url then gives db and password
+    redis_sentinels: Sentinels = NO_SENTINELS
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_token: str | None = None
     action_server_url: str = "http://127.0.0.1:5055/webhook"
@@ -156,6 +160,7 @@ class Settings:
         return cls(
             root=root,
             redis_url=get("REDIS_URL") or None,
+            redis_sentinels=Sentinels.from_env(env, GATEWAY_VARS),
             rasa_url=get("RASA_URL", "http://127.0.0.1:5005"),
             rasa_token=get("RASA_TOKEN") or None,
             action_server_url=get("ACTION_SERVER_URL", "http://127.0.0.1:5055/webhook"),

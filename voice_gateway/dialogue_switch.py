@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 import redis as redis_sync
 from redis.asyncio import Redis
 
+from hotline_domain.redis_spec import NO_SENTINELS, Sentinels
+from voice_gateway import redis_link
+
 if TYPE_CHECKING:
     from voice_gateway.rasa_client import RasaClient
 
@@ -106,8 +109,9 @@ class ModelSwitcher:
         models_dir: Path,
         swap: Callable[[Path, Callable[[], None]], str],
         on_done: Callable[[dict[str, Any]], None] = lambda request: None,
+        sentinels: Sentinels = NO_SENTINELS,
     ) -> None:
-        self.client = redis_sync.Redis.from_url(redis_url, socket_timeout=5)
+        self.client = redis_link.connect_sync(redis_url, sentinels, socket_timeout=5)
         self.models_dir, self.swap, self.on_done = models_dir, swap, on_done
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-switcher", daemon=True)

@@ -61,7 +61,7 @@ from voice_gateway.hold import HoldMusic
 from voice_gateway.listening import Listener
 from voice_gateway.playout import Outcome, Playout, SpeechHandle
 from voice_gateway.queueing import SkillQueues
-from voice_gateway.telemetry import CallTelemetry
+from voice_gateway.telemetry import WRITE_TIMEOUT_S, CallTelemetry
 from voice_gateway.vad import Endpointer
 
 log = logging.getLogger("hotline.call")
@@ -128,6 +128,7 @@ class BotSession:
         store: CallStore,
         flow: CallFlow | None = None,
         queues: SkillQueues | None = None,
+        store_write_s: float = WRITE_TIMEOUT_S,  # how long one call-record write may take (telemetry.py)
     ) -> None:
         self.call = call
         self.call_id = call.call_id
@@ -147,7 +148,7 @@ class BotSession:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
-        self.telemetry = CallTelemetry(self.call_id, store, self._store_failed)
+        self.telemetry = CallTelemetry(self.call_id, store, self._store_failed, write_timeout_s=store_write_s)
         self.playout = Playout(speech.synthesizer, sample_rate, self._played, wake=bridge.wake, canned=speech.canned)
         self.playout.first_frame = lambda _: self.telemetry.first_audio(time.monotonic())
         self.listener = Listener(

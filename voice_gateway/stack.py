@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from hotline_domain.keys import ensure_key_file
-from voice_gateway import dialogue_switch
+from hotline_domain.redis_spec import GATEWAY_VARS, RASA_VARS
+from voice_gateway import dialogue_switch, redis_link, sip_proxy
 from voice_gateway.config import Settings
 from voice_gateway.rasa_env import RasaEnv
 from voice_gateway.training.versions import ModelVersions
@@ -78,6 +77,11 @@ class ManagedProcess:
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process; `wait_ready()` then waits for it (several processes can warm up side by side)."""
         if self.port is not None and port_open("127.0.0.1", self.port):
             raise StartError(f"{self.name}: port {self.port} is already in use (is another hotline running?)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +96,9 @@ class ManagedProcess:
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
         )
         log.close()
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -156,7 +163,7 @@ def redis_process(settings: Settings, port: int | None = None) -> tuple[ManagedP
 
 def action_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int) -> ManagedProcess:
     """The action server, on `settings.actions_host` (127.0.0.1: only Rasa calls it; it can change business data)."""
-    env = rasa.environ(redis_url)
+    env = {**rasa.environ(redis_url), **settings.redis_sentinels.environ(RASA_VARS)}
     if not env.get("HOTLINE_IDENTITY_KEY_FILE"):  # seals the caller's ID in the tracker (actions/caller_id.py)
         env["HOTLINE_IDENTITY_KEY_FILE"] = str(ensure_key_file(settings.var_dir / "keys" / "identity.key"))
     return ManagedProcess(
@@ -174,7 +181,7 @@ def rasa_server_process(
     settings: Settings, rasa: RasaEnv, redis_url: str, port: int, model: Path, token: str
 ) -> ManagedProcess:
     """The Rasa server: its HTTP API (tracker, parse, model) needs `?token=`; the REST channel is Rasa's own."""
-    env = rasa.environ(redis_url)
+    env = {**rasa.environ(redis_url), **settings.redis_sentinels.environ(RASA_VARS)}
     return ManagedProcess(
         name="rasa",
         args=[
@@ -236,9 +243,11 @@ def gateway_process(
     token: str,
     rasa_token: str | None = None,
     console_port: int | None = None,
+    sip_port: int | None = None,
+    name: str = "gateway",
 ) -> ManagedProcess:
     """The voice gateway (this environment's Python), after Rasa: it warms up its speech models before serving.
-    It serves the consoles too, on `console_port` (None: the configured one)."""
+    It serves the consoles too, on `console_port`, and SIP on `sip_port` (None: the configured ones)."""
     env = dict(os.environ)
     env.update(
         {
@@ -248,22 +257,45 @@ def gateway_process(
             "HOTLINE_GATEWAY_TOKEN": token,
             "RASA_TOKEN": rasa_token or settings.rasa_token or "",
             "HOTLINE_CONSOLE_PORT": str(settings.gateway.console_port if console_port is None else console_port),
+            "HOTLINE_SIP_PORT": str(settings.gateway.sip_port if sip_port is None else sip_port),
         }
     )
+    env.update(settings.redis_sentinels.environ(GATEWAY_VARS))
     if not (settings.gateway.recording_key_file or settings.gateway.recording_key_url):
         key = ensure_key_file(settings.var_dir / "keys" / "recording.key")  # recordings are encrypted with it
         env["HOTLINE_RECORDING_KEY_FILE"] = str(key)
     return ManagedProcess(
-        name="gateway",
+        name=name,
         args=[sys.executable, "-m", "voice_gateway.app"],
         ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
-        log_path=settings.var_dir / "log" / "gateway.log",
+        log_path=settings.var_dir / "log" / f"{name}.log",
         cwd=settings.root,
         env=env,
         start_timeout=300,
         port=port,
         stop_signal=signal.SIGINT,
     )
+
+
+def kamailio_process(
+    settings: Settings, port: int, gateways: list[tuple[str, int]], *, ping_s: int = 2, host: str = "127.0.0.1"
+) -> ManagedProcess:
+    """Kamailio on UDP host:port in front of `gateways` (host, SIP port): sip_proxy.py, deploy/kamailio/."""
+    binary = sip_proxy.kamailio_binary()
+    if binary is None:
+        raise StartError("--sip-proxy needs Kamailio (Debian: apt-get install kamailio)")
+    run = settings.var_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="sip-proxy",
+        args=sip_proxy.kamailio_args(binary, run, port, gateways, ping_s, host),
+        ready=lambda: sip_proxy.options_answered(host, port),
+        log_path=settings.var_dir / "log" / "sip-proxy.log",
+        start_timeout=20,
+    )
+
+
+RESTART_AFTER_S = 10.0  # a gateway that exits again this soon after being started again stops the hotline
 
 
 @dataclass
@@ -274,6 +306,8 @@ class Stack:
     rasa_port: int = 5005
     actions_port: int = 5055
     gateway_port: int | None = None  # None: no voice gateway (text-only dialogue stack)
+    gateways: int = 1  # gateway processes: their ports count up from the configured ones (gateway_processes)
+    sip_proxy: bool = False  # Kamailio on the configured SIP port, the gateways' SIP on the ports after it
     gateway_token: str = ""  # "": the settings' token, or a new random one
     rasa_token: str = ""  # Rasa's HTTP API token: "", the settings' (RASA_TOKEN), or a new random one
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -281,6 +315,7 @@ class Stack:
     model: Path | None = None  # the dialogue model in service
     origin: str = ""  # the first Rasa server's URL: the gateways' RASA_URL, under which a switch is announced
     switcher: dialogue_switch.ModelSwitcher | None = None  # puts a trainer's promoted model into service
+    restarts: dict[str, float] = field(default_factory=dict)  # gateway name -> when it was last started again
 
     def __post_init__(self) -> None:
         self.gateway_token = self.gateway_token or self.settings.gateway.token or secrets.token_urlsafe(16)
@@ -290,8 +325,8 @@ class Stack:
         """Start everything; on failure stop what was started and raise."""
         rasa = RasaEnv(self.settings)
         try:
-            if self.settings.redis_url:
-                self.redis_url = self.settings.redis_url
+            if self.settings.redis_url or self.settings.redis_sentinels:  # a Redis of the operator's
+                self.redis_url = self.settings.gateway_redis_url
             else:
                 redis, self.redis_url = redis_process(self.settings)
                 self._start(redis, on_start)
@@ -306,12 +341,10 @@ class Stack:
             if model.parent.resolve() == self.settings.models_dir.resolve():  # the version history's folder
                 self._versions().started(model)
             if self.gateway_port is not None:
-                gateway = gateway_process(
-                    self.settings, self.redis_url, self.rasa_url, self.gateway_port, self.gateway_token, self.rasa_token
-                )
-                self._start(gateway, on_start)
+                self._start_gateways(on_start)
+            sentinels = self.settings.redis_sentinels
             self.switcher = dialogue_switch.ModelSwitcher(
-                self.redis_url, self.settings.models_dir, self.swap_model, self._record_switch
+                self.redis_url, self.settings.models_dir, self.swap_model, self._record_switch, sentinels
             )
             self.switcher.start()
             self._write_runtime()
@@ -319,11 +352,59 @@ class Stack:
             self.stop()
             raise
 
+    def gateway_processes(self) -> list[ManagedProcess]:
+        """The gateways, named gateway, gateway-2, ...: gateway i on the gateway and console ports + 2i (so the
+        default 8080 and 8081 never meet), on SIP port + i (+ 1 more behind the proxy)."""
+        assert self.gateway_port is not None
+        console, sip = self.settings.gateway.console_port, self.settings.gateway.sip_port
+        first_sip = sip + 1 if self.sip_proxy else sip
+        return [
+            gateway_process(
+                self.settings, self.redis_url, self.rasa_url, self.gateway_port + 2 * i, self.gateway_token,
+                self.rasa_token, console_port=console + 2 * i, sip_port=first_sip + i if sip else 0,
+                name="gateway" if i == 0 else f"gateway-{i + 1}",
+            )
+            for i in range(self.gateways)
+        ]  # fmt: skip
+
+    def _start_gateways(self, on_start: Callable[[str], None]) -> None:
+        """The gateways warm up side by side; then, with `sip_proxy`, Kamailio in front of them."""
+        gateways = self.gateway_processes()
+        for gateway in gateways:
+            on_start(gateway.name)
+            gateway.spawn()
+            self.processes.append(gateway)
+        for gateway in gateways:
+            gateway.wait_ready()
+        sip = self.settings.gateway.sip_port
+        if self.sip_proxy and sip:
+            host = self.settings.gateway.sip_host or "127.0.0.1"
+            targets = [(host, int((g.env or {})["HOTLINE_SIP_PORT"])) for g in gateways]
+            self._start(kamailio_process(self.settings, sip, targets, host=host), on_start)
+
+    def revive(self, proc: ManagedProcess, say: Callable[[str], None]) -> bool:
+        """One of several gateways exited (drained by SIGTERM, or crashed): start it again, and the proxy's probes
+        put it back into service once it answers. A rolling restart is `kill -TERM` to one gateway at a time.
+        False (the hotline stops): not a gateway of several, or one that exited again within RESTART_AFTER_S."""
+        if self.gateways < 2 or not proc.name.startswith("gateway") or proc.proc is None:
+            return False
+        if time.monotonic() - self.restarts.get(proc.name, -RESTART_AFTER_S) < RESTART_AFTER_S:
+            return False
+        say(f"{proc.name} exited with {proc.proc.returncode}; starting it again")
+        self.restarts[proc.name] = time.monotonic()
+        try:
+            proc.spawn()
+        except StartError as exc:
+            say(str(exc))
+            return False
+        self._write_runtime()
+        return True
+
     def _announce_dialogue(self) -> None:
         """Tell the gateways which dialogue server is in service (they follow `active_key(origin)`)."""
         assert self.model is not None
         active = dialogue_switch.ActiveDialogue(self.rasa_url, self.model.name)
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        client = redis_link.connect_sync(self.redis_url, self.settings.redis_sentinels, socket_timeout=5)
         try:
             client.set(dialogue_switch.active_key(self.origin), active.dumps())
         finally:
@@ -371,6 +452,11 @@ class Stack:
         }
         if self.gateway_port is not None:
             runtime.update(gateway_url=self.gateway_url, gateway_token=self.gateway_token)
+            runtime["gateways"] = [
+                {"name": p.name, "url": f"ws://127.0.0.1:{(p.env or {})['HOTLINE_GATEWAY_PORT']}"}
+                for p in self.processes
+                if p.name.startswith("gateway")
+            ]
             console = self.settings.gateway
             runtime["console_url"] = f"http://{console.console_host}:{console.console_port}/"
             sip_port = self.settings.gateway.sip_port

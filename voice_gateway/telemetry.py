@@ -3,7 +3,8 @@
 Writes go through a bounded queue to one writer task. A Redis that is slow or down neither blocks the call's
 flow nor kills it: the writer keeps what it could not write and tries again, and tells the call once (the bot
 then apologises and hands the caller to a person, by the catalogue's rules). Partial transcripts are the first
-to be dropped when the queue is full; they are only for the consoles' live view.
+to be dropped when the queue is full; they are only for the consoles' live view. A write may take
+`write_timeout_s`: longer through Sentinel (redis_link.py), where a failover makes writes late for a few seconds.
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ Write = Callable[[], Awaitable[Any]]
 
 class CallTelemetry:
     def __init__(
-        self, call_id: str, store: CallStore, on_store_failure: Callable[[str], None] = lambda _: None
+        self,
+        call_id: str,
+        store: CallStore,
+        on_store_failure: Callable[[str], None] = lambda _: None,
+        *,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self.call_id = call_id
+        self.write_timeout_s = write_timeout_s
         self.store = store
         self.on_store_failure = on_store_failure
         self.turn = TurnTimes()
@@ -120,7 +127,7 @@ class CallTelemetry:
                 continue
             _, job = self._queue[0]
             try:
-                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                async with asyncio.timeout(self.write_timeout_s):
                     await job()
             except asyncio.CancelledError:
                 raise

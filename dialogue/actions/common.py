@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+import redis_link
 from rasa_sdk import Tracker
 from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -188,9 +189,9 @@ def latest_intent(tracker: Tracker) -> str | None:
 @lru_cache(maxsize=1)
 def keypad_store() -> redis.Redis:
     """The Redis that holds secret keypad input (the same one as Rasa's tracker store)."""
-    return redis.Redis(
-        host=SETTINGS.redis_host,
-        port=SETTINGS.redis_port,
+    return redis_link.client(
+        SETTINGS.redis_host,
+        SETTINGS.redis_port,
         db=SETTINGS.redis_db,
         password=SETTINGS.redis_password,
         socket_timeout=2,

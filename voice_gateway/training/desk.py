@@ -20,7 +20,7 @@ import redis as redis_sync
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
-from voice_gateway import dialogue_switch
+from voice_gateway import dialogue_switch, redis_link
 from voice_gateway.config import Settings
 from voice_gateway.rasa_env import RasaEnvError
 from voice_gateway.training import evaluation, nlu_files, story_files
@@ -83,7 +83,7 @@ class TrainingDesk:
         self.stories = story_files.StoryFiles(
             root / "nlu_data", settings.dialogue_dir / "domain.yml", settings.dialogue_dir / "config.yml"
         )
-        self.redis = redis_sync.Redis.from_url(settings.gateway_redis_url, socket_timeout=5)
+        self.redis = redis_link.connect_sync(settings.gateway_redis_url, settings.redis_sentinels, socket_timeout=5)
         self.recording_key = recording_key
         self.test_set_path = root / TEST_SET
 
