@@ -188,8 +188,7 @@ def rasa_server_process(
             rasa.rasa,
             "run",
             "--enable-api",
-            "--auth-token",
-            token,
+            f"--auth-token={token}",  # one argument: a random token may begin with "-"
             "-i",
             settings.rasa_host,
             "-p",
