@@ -17,6 +17,7 @@ from tests.unit.fakes import ToneBot
 from voice_gateway.audio import rms_dbfs
 from voice_gateway.calls import Call, Switchboard
 from voice_gateway.flow import EndReason
+from voice_gateway.stack import free_udp_port
 from voice_gateway.testing.sip_caller import SipCaller, SipCallFailed
 from voice_gateway.transports import sip
 from voice_gateway.transports.rtp import build_rtp
@@ -54,9 +55,7 @@ class StubGateway:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_udp_port()  # free for TCP too: the server binds both
 
 
 @contextlib.asynccontextmanager
