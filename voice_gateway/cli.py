@@ -104,8 +104,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         runtime = _runtime(settings)
         say(f"Voice gateway: {stack.gateway_url}/twilio and /pcm (token in {stack.runtime_file}); /healthz, /metrics")
         if stack.gateways > 1:
-            ports = ", ".join(str(stack.gateway_port + 2 * i) for i in range(stack.gateways))
-            say(f"               {stack.gateways} gateways, on ports {ports}")
+            urls = ", ".join(g["url"] for g in runtime.get("gateways", []))
+            say(f"               {stack.gateways} gateways: {urls}")
         proxy = " (Kamailio, spreading calls over the gateways)" if stack.sip_proxy else ""
         say(f"SIP:           {runtime.get('sip_url') or 'off (HOTLINE_SIP_PORT=0)'}{proxy}")
         page = stack.gateway_url.replace("ws://", "http://", 1)
@@ -343,8 +343,7 @@ def _soak(args: argparse.Namespace, config: object, runtime: dict, url: str, hea
     path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{config.label}-{config.calls}calls.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1))
     keys = ("warmup_growth_pct", "calls_placed", "calls_failed", "rss_growth_pct", "rss_second_half_growth_pct")
-    keys += ("fds_growth",)
-    keys += ("threads_growth", "tasks_growth")
+    keys += ("fds_growth", "threads_growth", "tasks_growth")
     print(json.dumps({k: result[k] for k in keys} | {"start": result["start"], "end": result["end"]}, indent=1))
     say(f"report: {path}")
     return 0

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
+from hotline_domain.redis_spec import RASA_VARS
 from voice_gateway.config import Settings
 
 # what a trained model depends on: change any of these and the model is retrained. The components' code is among
@@ -67,6 +68,7 @@ class RasaEnv:
         if self.settings.db_url:
             env["HOTLINE_DB_URL"] = self.settings.db_url
         env.update(redis_endpoint_vars(redis_url or self.settings.gateway_redis_url))
+        env.update(self.settings.redis_sentinels.environ(RASA_VARS))  # the same Redis, through Sentinel if so
         return env
 
     def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotline_domain.keys import ensure_key_file
-from hotline_domain.redis_spec import GATEWAY_VARS, RASA_VARS
+from hotline_domain.redis_spec import GATEWAY_VARS
 from voice_gateway import dialogue_switch, redis_link, sip_proxy
 from voice_gateway.config import Settings
 from voice_gateway.rasa_env import RasaEnv
@@ -170,7 +170,7 @@ def redis_process(settings: Settings, port: int | None = None) -> tuple[ManagedP
 
 def action_server_process(settings: Settings, rasa: RasaEnv, redis_url: str, port: int) -> ManagedProcess:
     """The action server, on `settings.actions_host` (127.0.0.1: only Rasa calls it; it can change business data)."""
-    env = {**rasa.environ(redis_url), **settings.redis_sentinels.environ(RASA_VARS)}
+    env = rasa.environ(redis_url)
     if not env.get("HOTLINE_IDENTITY_KEY_FILE"):  # seals the caller's ID in the tracker (actions/caller_id.py)
         env["HOTLINE_IDENTITY_KEY_FILE"] = str(ensure_key_file(settings.var_dir / "keys" / "identity.key"))
     return ManagedProcess(
@@ -188,7 +188,7 @@ def rasa_server_process(
     settings: Settings, rasa: RasaEnv, redis_url: str, port: int, model: Path, token: str
 ) -> ManagedProcess:
     """The Rasa server: its HTTP API (tracker, parse, model) needs `?token=`; the REST channel is Rasa's own."""
-    env = {**rasa.environ(redis_url), **settings.redis_sentinels.environ(RASA_VARS)}
+    env = rasa.environ(redis_url)
     return ManagedProcess(
         name="rasa",
         args=[

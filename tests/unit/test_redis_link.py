@@ -30,6 +30,7 @@ from hotline_domain.redis_spec import (
 )
 from voice_gateway import redis_link
 from voice_gateway.config import PROJECT_ROOT, Settings
+from voice_gateway.rasa_env import RasaEnv
 from voice_gateway.stack import action_server_process, free_port, gateway_process, rasa_server_process
 from voice_gateway.testing.sentinels import SentinelCluster
 
@@ -128,19 +129,17 @@ def test_the_rasa_side_is_its_plain_client_or_the_named_primary() -> None:
 
 
 # --- what the stack passes on ---
-class _RasaEnv:
-    rasa = "rasa"
-
-    def environ(self, redis_url: str | None = None) -> dict[str, str]:
-        return {"REDIS_HOST": "10.9.9.9"}
-
-
 def test_the_stack_passes_the_sentinels_to_every_process(tmp_path: Path) -> None:
-    settings = replace(Settings(), var_dir=tmp_path, redis_url=URL, redis_sentinels=Sentinels.parse(THREE, "site-a"))
-    rasa = _RasaEnv()
+    prefix = tmp_path / "rasa-env"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "rasa").touch()  # RasaEnv only checks that it is there
+    settings = replace(
+        Settings(), var_dir=tmp_path, redis_url=URL, redis_sentinels=Sentinels.parse(THREE, "site-a"), rasa_env=prefix
+    )
+    rasa = RasaEnv(settings)
     for process in (
-        action_server_process(settings, rasa, URL, 5055),  # type: ignore[arg-type]
-        rasa_server_process(settings, rasa, URL, 5005, tmp_path / "model.tar.gz", "token"),  # type: ignore[arg-type]
+        action_server_process(settings, rasa, URL, 5055),
+        rasa_server_process(settings, rasa, URL, 5005, tmp_path / "model.tar.gz", "token"),
     ):
         assert Sentinels.from_env(process.env or {}, RASA_VARS) == settings.redis_sentinels
     gateway = gateway_process(settings, URL, "http://127.0.0.1:5005", 8080, "token")
